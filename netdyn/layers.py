@@ -93,7 +93,9 @@ def block_field(block: Block, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def forward_layers(model: nn.Sequential, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+def forward_layers(
+    model: nn.Sequential, x: torch.Tensor
+) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
     """Eval-mode forward returning per hidden layer the fields ``hs[l-1]`` and outputs ``xs[l-1]``, and the logits.
 
     The caller sets the mode (``model.eval()`` for every analysis); Dropout is skipped here because it is

@@ -1,0 +1,19 @@
+"""netdyn: the network-dynamics analyses of arXiv 2501.02436 as a workflow. See README.md."""
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

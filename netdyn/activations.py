@@ -1,0 +1,137 @@
+"""Per-snapshot activation dumps: local fields ``h``, outputs ``x`` and logits of a fixed analysis sample set.
+
+Layout of ``activations/step{S:06d}.h5`` (documented in docs/formats.md, schema version 1)::
+
+    /{split}/indices   int64 [P]        row numbers in the dataset's split (train or test)
+    /{split}/labels    int64 [P]
+    /{split}/h{l:02d}  float [P, N_l]   local field of hidden layer l = 1..D (after BatchNorm)
+    /{split}/x{l:02d}  float [P, N_l]   output f(h) of hidden layer l
+    /{split}/logits    float [P, C]     h^{(L)}
+
+with ``split`` in {train, test}. The forward pass is in eval mode (methods.md §4, §6–§10 all use eval-mode
+fields). The inputs x^{(0)} are not stored: they are the dataset rows named by ``indices``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+
+from netdyn.atomic import atomic_path
+from netdyn.evaluate import eval_mode
+from netdyn.layers import blocks, forward_layers
+
+FORMAT = "netdyn-activations"
+SCHEMA_VERSION = 1
+SPLITS = ("train", "test")
+
+
+class ActivationFileError(ValueError):
+    """An activation dump is missing, truncated, foreign or of another schema version."""
+
+
+def layer_kinds(model: nn.Sequential) -> list[dict[str, Any]]:
+    """Per hidden layer: width, activation name and whether it has BatchNorm and Dropout."""
+    return [
+        {
+            "width": block.linear.out_features,
+            "activation": type(block.act).__name__,
+            "batchnorm": block.bn is not None,
+            "dropout": block.dropout is not None,
+        }
+        for block in blocks(model)[:-1]
+    ]
+
+
+@torch.no_grad()
+def compute(model: nn.Sequential, x: torch.Tensor, chunk_size: int = 4096) -> dict[str, torch.Tensor]:
+    """Eval-mode fields and outputs of every hidden layer plus the logits, on ``x``'s device."""
+    parts: dict[str, list[torch.Tensor]] = {}
+    with eval_mode(model):
+        for start in range(0, len(x), chunk_size):
+            hs, xs, logits = forward_layers(model, x[start : start + chunk_size])
+            for layer, (h, out) in enumerate(zip(hs, xs, strict=True), start=1):
+                parts.setdefault(f"h{layer:02d}", []).append(h)
+                parts.setdefault(f"x{layer:02d}", []).append(out)
+            parts.setdefault("logits", []).append(logits)
+    return {name: torch.cat(chunks) for name, chunks in parts.items()}
+
+
+def write(
+    path: str | os.PathLike,
+    model: nn.Sequential,
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    *,
+    dtype: str = "float32",
+    attrs: dict[str, Any] | None = None,
+) -> None:
+    """Dump the activations of ``model`` for each split ``name -> (indices, inputs, labels)`` atomically."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        handle.attrs.update(
+            {
+                "format": FORMAT,
+                "schema_version": SCHEMA_VERSION,
+                "dtype": dtype,
+                "layers": json.dumps(layer_kinds(model)),
+                **{
+                    key: json.dumps(value) if isinstance(value, dict | list) else value
+                    for key, value in (attrs or {}).items()
+                },
+            }
+        )
+        for split, (indices, inputs, labels) in splits.items():
+            group = handle.create_group(split)
+            group["indices"] = np.asarray(indices, dtype=np.int64)
+            group["labels"] = labels.cpu().numpy().astype(np.int64)
+            for name, values in compute(model, inputs).items():
+                array = values.cpu().numpy().astype(dtype)
+                rows = max(1, min(len(array), 2**20 // max(1, array.shape[1] * array.itemsize)))
+                group.create_dataset(
+                    name,
+                    data=array,
+                    chunks=(rows, array.shape[1]),
+                    compression="gzip",
+                    compression_opts=1,
+                    shuffle=True,
+                )
+
+
+def read(path: str | os.PathLike, split: str = "train") -> dict[str, Any]:
+    """One split of a dump as numpy arrays: ``indices``, ``labels``, ``h`` and ``x`` (lists over layers 1..D),
+    ``logits`` and the file attributes. Raises ActivationFileError naming the file on any fault."""
+    path = Path(path)
+    if not path.exists():
+        raise ActivationFileError(f"{path}: activation file is missing")
+    try:
+        with h5py.File(path, "r") as handle:
+            attrs = dict(handle.attrs)
+            if attrs.get("format") != FORMAT:
+                raise ActivationFileError(f"{path}: not a netdyn activation dump (no '{FORMAT}' format tag)")
+            if attrs.get("schema_version") != SCHEMA_VERSION:
+                raise ActivationFileError(
+                    f"{path}: activation schema version {attrs.get('schema_version')}, expected {SCHEMA_VERSION}"
+                )
+            if split not in handle:
+                raise ActivationFileError(f"{path}: no '{split}' split in the dump")
+            group = handle[split]
+            depth = len(json.loads(attrs["layers"]))
+            result = {
+                "indices": group["indices"][()],
+                "labels": group["labels"][()],
+                "h": [group[f"h{layer:02d}"][()] for layer in range(1, depth + 1)],
+                "x": [group[f"x{layer:02d}"][()] for layer in range(1, depth + 1)],
+                "logits": group["logits"][()],
+                "attrs": attrs,
+            }
+    except ActivationFileError:
+        raise
+    except (OSError, KeyError, ValueError) as error:
+        raise ActivationFileError(f"{path}: unreadable or truncated activation dump ({error})") from None
+    return result

@@ -1,0 +1,246 @@
+"""Workflow configuration: validation with readable key paths, and expansion of experiments into runs.
+
+An experiment is a base run spec (dataset, model, train, snapshots) plus an optional ``sweep``: a cartesian
+grid over dotted spec fields. Each grid point becomes one run with a stable, human-readable id such as
+``depth_width/d08_w0256``. The snapshot schedule is resolved here into an explicit list of steps that
+always holds step 0 and the last step, so snapshot files are ordinary Snakemake outputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import itertools
+import math
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import yaml
+
+from netdyn.models import MODEL_DEFAULTS
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "momentum": 0.0,
+    "weight_decay": 0.0,
+    "loss": "ce",
+    "batch_size": 128,
+    "steps": None,
+    "epochs": None,
+    "n_train": None,
+    "subset_seed": 0,
+    "seed": 0,
+    "dtype": "float32",
+    "device": "auto",
+}
+SNAPSHOT_DEFAULTS: dict[str, Any] = {"log": 20, "dense_until": 0}
+BUILTIN_DATASETS: dict[str, dict[str, Any]] = {
+    name: {"source": name} for name in ("mnist5k", "mnist", "fashion_mnist", "kmnist")
+}
+KNOWN_TRAIN_SIZES = {"mnist5k": 4000, "mnist": 60000, "fashion_mnist": 60000, "kmnist": 60000}
+RUN_ID_PATTERN = r"[a-z][a-z0-9_]*/[A-Za-z0-9_.+-]+"
+# Short run-id tokens for the usual sweep axes (d08_w0256); other axes use their field name.
+AXIS_TOKENS = {
+    "model.depth": "d",
+    "model.width": "w",
+    "model.widths": "w",
+    "model.dropout": "p",
+    "model.init_range": "a",
+    "model.alpha": "alpha",
+    "train.lr": "lr",
+    "train.batch_size": "b",
+    "train.n_train": "n",
+    "train.seed": "s",
+    "train.weight_decay": "wd",
+    "train.epochs": "e",
+    "train.steps": "t",
+    "train.momentum": "m",
+}
+VALUE_AXES = {"dataset", "model.activation", "model.init", "train.optimizer", "train.loss", "train.dtype"}
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message starts with the offending key path."""
+
+
+def load_yaml(path: str | Path) -> Any:
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def _dotted(path: Any) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def validate(config: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
+    """Check ``config`` against the JSON schema; raise ConfigError naming the first bad key path."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (list(e.absolute_path), e.message))
+    if not errors:
+        return
+    error = jsonschema.exceptions.best_match(errors)
+    while error.context:  # oneOf: report the branch that got furthest
+        error = jsonschema.exceptions.best_match(error.context)
+    path = _dotted(error.absolute_path)
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        known = ", ".join(sorted(error.schema.get("properties", {})))
+        raise ConfigError(f"{path}: unknown key {unknown[0]!r} (known keys: {known})")
+    if error.validator == "type" or error.validator == "oneOf":
+        expected = error.schema.get("type", "another type")
+        raise ConfigError(f"{path}: {error.instance!r} is not of type {expected}")
+    raise ConfigError(f"{path}: {error.message}")
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping) and key != "snapshots":
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _set_dotted(spec: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    target = spec
+    for part in parents:
+        target = target.setdefault(part, {})
+    target[leaf] = value
+
+
+def _token(axis: str, value: Any, values: list[Any]) -> str:
+    if axis in VALUE_AXES or isinstance(value, str):
+        return str(value)
+    prefix = AXIS_TOKENS.get(axis, axis.split(".")[-1])
+    if isinstance(value, bool):
+        return f"{prefix}{int(value)}"
+    if isinstance(value, list):
+        return prefix + "-".join(str(v) for v in value)
+    if value is None:
+        return f"{prefix}all"
+    if isinstance(value, int):
+        digits = max(len(str(abs(v))) for v in values if isinstance(v, int) and not isinstance(v, bool))
+        return f"{prefix}{value:0{max(digits, 2)}d}"
+    return f"{prefix}{value:g}"
+
+
+def dataset_definition(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    datasets = {**BUILTIN_DATASETS, **config.get("datasets", {})}
+    if name not in datasets:
+        raise ConfigError(f"dataset: unknown dataset {name!r}; define it under 'datasets' (known: {sorted(datasets)})")
+    return dict(datasets[name])
+
+
+def _idx_train_size(folder: Path) -> int | None:
+    for name in ("train-labels-idx1-ubyte", "train-labels-idx1-ubyte.gz"):
+        path = folder / name
+        if path.exists():
+            opener = gzip.open if name.endswith(".gz") else open
+            with opener(path, "rb") as handle:
+                return struct.unpack(">II", handle.read(8))[1]
+    return None
+
+
+def train_size(config: Mapping[str, Any], name: str) -> int | None:
+    """Training images of a dataset, when knowable without preparing it."""
+    definition = dataset_definition(config, name)
+    if "train_size" in definition:
+        return int(definition["train_size"])
+    if definition["source"] == "idx" and "path" in definition:
+        return _idx_train_size(Path(definition["path"]))
+    return KNOWN_TRAIN_SIZES.get(definition["source"])
+
+
+def snapshot_steps(schedule: Any, total: int, where: str) -> list[int]:
+    """Resolve a schedule (explicit list, or ``{log: num | {num, stop}, dense_until}``) to sorted steps."""
+    if isinstance(schedule, list):
+        beyond = [s for s in schedule if s > total]
+        if beyond:
+            raise ConfigError(f"{where}: step {beyond[0]} is beyond the training length ({total} steps)")
+        steps = set(schedule)
+    else:
+        log = schedule["log"]
+        num, stop = (log, total) if isinstance(log, int) else (log["num"], log.get("stop", total))
+        if stop > total:
+            raise ConfigError(f"{where}.log.stop: {stop} is beyond the training length ({total} steps)")
+        steps = set(np.unique(np.round(np.geomspace(1, stop, num)).astype(int)).tolist())
+        dense = schedule.get("dense_until", 0)
+        if dense > total:
+            raise ConfigError(f"{where}.dense_until: {dense} is beyond the training length ({total} steps)")
+        steps |= set(range(dense + 1))
+    return sorted(steps | {0, total})
+
+
+def _resolve(config: Mapping[str, Any], spec: dict[str, Any], where: str) -> dict[str, Any]:
+    model = {**MODEL_DEFAULTS, **spec.get("model", {})}
+    train = {**TRAIN_DEFAULTS, **spec.get("train", {})}
+    dataset = spec.get("dataset", "mnist5k")
+    try:
+        dataset_definition(config, dataset)
+    except ConfigError as error:
+        raise ConfigError(f"{where}.{error}") from None
+    if train["steps"] is not None and train["epochs"] is not None:
+        raise ConfigError(f"{where}.train: give either 'steps' or 'epochs', not both")
+    if train["steps"] is None and train["epochs"] is None:
+        raise ConfigError(f"{where}.train: the training length is missing; set 'steps' or 'epochs'")
+    if train["epochs"] is not None:
+        n = train["n_train"] or train_size(config, dataset)
+        if n is None:
+            raise ConfigError(
+                f"{where}.train.epochs: the size of dataset {dataset!r} is unknown; set train.steps or "
+                f"datasets.{dataset}.train_size"
+            )
+        train["steps"] = math.ceil(train["epochs"] * max(1, n // train["batch_size"]))
+    known = train_size(config, dataset)
+    if train["n_train"] is not None and known is not None and train["n_train"] > known:
+        raise ConfigError(f"{where}.train.n_train: {train['n_train']} exceeds the {known} training images of {dataset}")
+    snapshots = snapshot_steps(spec.get("snapshots", SNAPSHOT_DEFAULTS), train["steps"], f"{where}.snapshots")
+    return {"dataset": dataset, "model": model, "train": train, "snapshots": snapshots}
+
+
+def expand_runs(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every run of every experiment: ``{run_id: resolved spec}`` in a stable order."""
+    point_schema = {**schema["$defs"]["run_spec"], "$defs": schema["$defs"]}
+    runs: dict[str, dict[str, Any]] = {}
+    defaults = config.get("defaults", {})
+    for name, experiment in config["experiments"].items():
+        base = _merge(defaults, {k: v for k, v in experiment.items() if k != "sweep"})
+        sweep = experiment.get("sweep", {})
+        for axis in sweep:
+            section, _, field = axis.partition(".")
+            known = MODEL_DEFAULTS if section == "model" else TRAIN_DEFAULTS
+            if field and field not in known:
+                raise ConfigError(f"experiments.{name}.sweep: unknown field {axis!r}")
+        for values in itertools.product(*sweep.values()) if sweep else [()]:
+            spec = copy.deepcopy(base)
+            tokens = []
+            for axis, value in zip(sweep, values, strict=True):
+                _set_dotted(spec, axis, value)
+                tokens.append(_token(axis, value, sweep[axis]))
+            run_id = f"{name}/{'_'.join(tokens) if tokens else 'base'}"
+            where = f"experiments.{name}" + (f" (sweep point {run_id})" if tokens else "")
+            try:
+                validate(spec, point_schema)  # names a bad sweep value like any other key
+            except ConfigError as error:
+                raise ConfigError(f"{where}: {error}") from None
+            if run_id in runs:
+                raise ConfigError(f"experiments.{name}.sweep: two sweep points share the run id {run_id!r}")
+            runs[run_id] = {"run": run_id, "experiment": name, **_resolve(config, spec, where)}
+    return runs
+
+
+def load_config(config: Mapping[str, Any], schema_path: str | Path) -> dict[str, dict[str, Any]]:
+    """Validate ``config`` and return its runs; the one entry point the Snakefile uses."""
+    schema = load_yaml(schema_path)
+    validate(config, schema)
+    return expand_runs(config, schema)

@@ -1,0 +1,117 @@
+"""Losses and accuracies of a model on whole tensors, in eval mode and with BatchNorm in train mode.
+
+BatchNorm "train mode during the test phase" follows methods.md §11.2: the primary reading normalizes each
+test mini-batch (training batch size, shuffled) with its own statistics while the running buffers stay
+frozen and Dropout stays off; the literal reading (alpha = 0) replaces the running statistics by those of
+one given training mini-batch and then evaluates in eval mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOSSES = ("ce", "mse")
+
+
+def loss_value(logits: torch.Tensor, labels: torch.Tensor, loss: str, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy on logits, or MSE against one-hot targets (the Omnigrok loss, methods.md §12)."""
+    if loss == "ce":
+        return F.cross_entropy(logits, labels, reduction=reduction)
+    if loss == "mse":
+        target = F.one_hot(labels, logits.shape[1]).to(logits.dtype)
+        per_sample = ((logits - target) ** 2).mean(dim=1)
+        return per_sample.mean() if reduction == "mean" else per_sample.sum()
+    raise ValueError(f"unknown loss {loss!r}; choose from {LOSSES}")
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the block and restore each module's previous mode afterwards."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str, batch_size: int = 1000
+) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` in eval mode over ``(x, y)``."""
+    total_loss = 0.0
+    correct = 0
+    with eval_mode(model):
+        for start in range(0, len(x), batch_size):
+            logits = model(x[start : start + batch_size])
+            labels = y[start : start + batch_size]
+            total_loss += float(loss_value(logits, labels, loss, reduction="sum"))
+            correct += int((logits.argmax(1) == labels).sum())
+    return total_loss / len(x), correct / len(x)
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+@contextlib.contextmanager
+def frozen_bn_buffers(model: nn.Module) -> Iterator[None]:
+    """Restore every BatchNorm buffer (running stats, batch counter) after the block."""
+    saved = [
+        (m, {k: v.clone() for k, v in m.named_buffers(recurse=False)})
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ]
+    try:
+        yield
+    finally:
+        for module, buffers in saved:
+            for name, value in buffers.items():
+                getattr(module, name).copy_(value)
+
+
+@torch.no_grad()
+def accuracy_bn_train_mode(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0) -> float:
+    """Accuracy with BatchNorm normalizing shuffled test mini-batches by their own statistics (§11.2, primary).
+
+    Buffers are left untouched and Dropout stays off. A trailing batch of one sample is merged into the
+    previous one, since BatchNorm cannot normalize a single sample.
+    """
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(x.device)
+    starts = list(range(0, len(x), batch_size))
+    if len(starts) > 1 and len(x) - starts[-1] < 2:
+        starts.pop()
+    bounds = list(zip(starts, starts[1:] + [len(x)], strict=True))
+    correct = 0
+    with eval_mode(model), frozen_bn_buffers(model):
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.train()
+        for start, stop in bounds:
+            index = order[start:stop]
+            correct += int((model(x[index]).argmax(1) == y[index]).sum())
+    return correct / len(x)
+
+
+@torch.no_grad()
+def accuracy_bn_batch_stats(model: nn.Module, batch: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Accuracy in eval mode after setting the running statistics to those of ``batch`` (§11.2, alpha = 0)."""
+    with eval_mode(model), frozen_bn_buffers(model):
+        bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in bns]
+        for module in bns:
+            module.momentum = 1.0
+            module.train()
+        model(batch)
+        for module, momentum in zip(bns, momenta, strict=True):
+            module.momentum = momentum
+            module.eval()
+        _, accuracy = evaluate(model, x, y, "ce")
+    return accuracy

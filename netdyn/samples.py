@@ -1,0 +1,34 @@
+"""Which samples a run trains on and which ones its analyses use (methods.md §2, U8, U13).
+
+A run trains on a class-stratified subset of ``n_train`` training images (all of them when ``n_train`` is
+null). The analyses use a fixed class-stratified subset of that training set (default at most 10,000, as
+methods.md proposes for the RPD and basins) and of the test split, so every snapshot of a run is analysed
+on the same samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from netdyn.data import stratified_subset
+
+ANALYSIS_SEED = 0
+
+
+def training_indices(train_labels: np.ndarray, train_spec: Mapping[str, Any]) -> np.ndarray:
+    """Rows of the dataset's training split that the run trains on, in dataset order."""
+    n_train = train_spec.get("n_train")
+    if not n_train or n_train >= len(train_labels):
+        return np.arange(len(train_labels))
+    return np.asarray(stratified_subset(train_labels, n_train, train_spec.get("subset_seed", 0)))
+
+
+def analysis_indices(labels: np.ndarray, candidates: np.ndarray, size: int | None) -> np.ndarray:
+    """A stratified subset of at most ``size`` of the ``candidates`` rows (all of them when size is None)."""
+    if size is None or size >= len(candidates):
+        return np.asarray(candidates)
+    chosen = stratified_subset(labels[candidates], size, ANALYSIS_SEED)
+    return np.asarray(candidates)[np.asarray(chosen)]

@@ -1,0 +1,17 @@
+localrules:
+    prepare_data,
+
+
+rule prepare_data:
+    input:
+        library("data", "atomic"),
+    output:
+        "results/data/{dataset}.h5",
+    params:
+        definition=lambda wildcards: dataset_definition(config, wildcards.dataset),
+    log:
+        "results/logs/prepare_data/{dataset}.log",
+    conda:
+        "../envs/netdyn.yaml"
+    script:
+        "../workflow_scripts/prepare_data.py"

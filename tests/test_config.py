@@ -1,0 +1,106 @@
+"""Config validation (key paths in every error), run-id expansion and snapshot schedules."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from netdyn.config import ConfigError, expand_runs, load_config, load_yaml, snapshot_steps
+from tests.conftest import ROOT
+
+SCHEMA = ROOT / "schemas" / "config.schema.yaml"
+
+
+def base_config() -> dict:
+    return {
+        "defaults": {"dataset": "mnist5k", "train": {"steps": 100, "batch_size": 50}},
+        "experiments": {"a": {"model": {"depth": 2, "width": 16}}},
+    }
+
+
+def with_change(path: str, value, config=None) -> dict:
+    config = copy.deepcopy(config or base_config())
+    *parents, leaf = path.split("/")
+    target = config
+    for part in parents:
+        target = target.setdefault(part, {})
+    target[leaf] = value
+    return config
+
+
+MALFORMED = [
+    (with_change("experiments/a/train/lr", "fast"), "experiments.a.train.lr: 'fast' is not of type"),
+    (with_change("experiments/a/train/lrr", 0.1), "experiments.a.train: unknown key 'lrr'"),
+    (with_change("experimnets", {}), "(top level): unknown key 'experimnets'"),
+    (with_change("experiments/a/model/depth", -1), "experiments.a.model.depth: -1 is less than the minimum"),
+    (with_change("experiments/a/model/width", 0), "experiments.a.model.width: 0 is less than the minimum"),
+    (with_change("experiments/a/model/activation", "swish"), "experiments.a.model.activation: 'swish' is not one"),
+    (with_change("experiments/a/model/dropout", 1.0), "experiments.a.model.dropout"),
+    (with_change("experiments/a/train/batch_size", 0), "experiments.a.train.batch_size"),
+    (with_change("experiments/a/train/batch_size", 12.5), "experiments.a.train.batch_size: 12.5 is not of type"),
+    (with_change("experiments/a/train/optimizer", "rmsprop"), "experiments.a.train.optimizer"),
+    (with_change("experiments/a/sweep", {"train.lr": []}), "experiments.a.sweep.train.lr"),
+    (with_change("experiments/a/sweep", {}), "experiments.a.sweep"),
+    (with_change("experiments/a/sweep", {"train.speed": [1, 2]}), "experiments.a.sweep: unknown field 'train.speed'"),
+    (with_change("experiments/a/sweep", {"train.lr": [0.001, 1e-3]}), "share the run id 'a/lr0.001'"),
+    (with_change("experiments/a/sweep", {"train.lr": ["x"]}), "(sweep point a/x): train.lr: 'x' is not of type"),
+    (with_change("experiments/a/snapshots", [0, 10, 500]), "experiments.a.snapshots: step 500 is beyond"),
+    (with_change("experiments/a/snapshots", {"log": {"num": 5, "stop": 1000}}), "experiments.a.snapshots.log.stop"),
+    (with_change("experiments/a/snapshots", {"log": 1}), "experiments.a.snapshots.log"),
+    (with_change("experiments/a/snapshots", [-3]), "experiments.a.snapshots[0]: -3 is less than the minimum"),
+    (with_change("experiments/a/dataset", "cifar"), "experiments.a.dataset: unknown dataset 'cifar'"),
+    (with_change("experiments/a/train/epochs", 2), "experiments.a.train: give either 'steps' or 'epochs'"),
+    (with_change("experiments/a/train/n_train", 10**6), "experiments.a.train.n_train: 1000000 exceeds"),
+    (with_change("experiments", {}), "experiments: {} should be non-empty"),
+    (with_change("experiments", {"Bad-Name": {}}), "experiments: 'Bad-Name' does not match"),
+    (with_change("datasets", {"mine": {"source": "cifar"}}), "datasets.mine.source"),
+    (with_change("datasets", {"mine": {"path": "/x"}}), "datasets.mine: 'source' is a required property"),
+    (with_change("defaults/train/device", "tpu"), "defaults.train.device"),
+    (with_change("defaults/train/dtype", "float16"), "defaults.train.dtype"),
+    ({"defaults": {"train": {"batch_size": 5}}, "experiments": {"a": {}}}, "experiments.a.train: the training length"),
+    (with_change("experiments/a/model/widths", [16, "x"]), "experiments.a.model.widths"),
+]
+
+
+@pytest.mark.parametrize(("config", "expected"), MALFORMED, ids=[m[1][:40] for m in MALFORMED])
+def test_malformed_config_names_its_key_path(config, expected):
+    with pytest.raises(ConfigError) as error:
+        load_config(config, SCHEMA)
+    assert expected in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_valid_config_expands_sweeps_into_stable_readable_ids():
+    config = with_change("experiments/a/sweep", {"model.depth": [2, 8, 12], "model.width": [64, 1024]})
+    runs = load_config(config, SCHEMA)
+    assert list(runs)[:2] == ["a/d02_w0064", "a/d02_w1024"]
+    assert len(runs) == 6
+    spec = runs["a/d12_w1024"]
+    assert spec["model"]["depth"] == 12 and spec["model"]["width"] == 1024
+    assert spec["train"]["steps"] == 100 and spec["train"]["lr"] == 1e-3  # defaults filled in
+    assert runs == load_config(copy.deepcopy(config), SCHEMA)  # stable
+
+
+def test_experiment_settings_override_defaults_and_epochs_become_steps():
+    config = with_change("experiments/a/train", {"epochs": 3, "steps": None, "n_train": 1000, "batch_size": 128})
+    run = expand_runs(config, load_yaml(SCHEMA))["a/base"]
+    assert run["train"]["steps"] == 3 * (1000 // 128)
+    assert run["train"]["batch_size"] == 128
+
+
+def test_shipped_configs_are_valid():
+    for path in [ROOT / "config.yaml", *sorted((ROOT / "presets").glob("*.yaml"))]:
+        assert load_config(load_yaml(path), SCHEMA), path
+
+
+@pytest.mark.parametrize(
+    ("schedule", "total", "expected"),
+    [
+        ([5, 3], 10, [0, 3, 5, 10]),
+        ({"log": 4}, 1000, [0, 1, 10, 100, 1000]),
+        ({"log": {"num": 3, "stop": 100}, "dense_until": 3}, 500, [0, 1, 2, 3, 10, 100, 500]),
+    ],
+)
+def test_snapshot_schedule_always_holds_first_and_last_step(schedule, total, expected):
+    assert snapshot_steps(schedule, total, "x") == expected
