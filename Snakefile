@@ -9,11 +9,18 @@ configfile: "config.yaml"
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    run=RUN_ID_PATTERN,
+    dataset=r"[a-z][a-z0-9_]*",
+
+
 include: "rules/data.smk"
 include: "rules/train.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_outputs(),
-    default_target: True

@@ -1,4 +1,5 @@
-# Shared helpers: the validated run table and the paths every rule agrees on.
+# Shared helpers: the validated run table and the paths the stages agree on.
+import os
 import sys
 
 from netdyn.config import ConfigError, dataset_definition, load_config, RUN_ID_PATTERN
@@ -9,14 +10,10 @@ except ConfigError as error:
     sys.exit(f"config error: {error}")
 
 
-wildcard_constraints:
-    run=RUN_ID_PATTERN,
-    dataset=r"[a-z][a-z0-9_]*",
-
-
 def library(*modules):
-    """The netdyn source files a rule runs, as inputs: editing one reruns exactly its rules."""
-    return [f"netdyn/{module}.py" for module in modules]
+    """Library modules as input files, so that editing one module reruns exactly the jobs using it."""
+    root = os.path.relpath(os.path.join(workflow.basedir, "netdyn"))
+    return [os.path.join(root, f"{module}.py") for module in modules]
 
 
 def run_spec(wildcards):

@@ -7,11 +7,11 @@ rule prepare_data:
         library("data", "atomic"),
     output:
         "results/data/{dataset}.h5",
-    params:
-        definition=lambda wildcards: dataset_definition(config, wildcards.dataset),
     log:
         "results/logs/prepare_data/{dataset}.log",
     conda:
         "../envs/netdyn.yaml"
+    params:
+        definition=lambda wildcards: dataset_definition(config, wildcards.dataset),
     script:
         "../workflow_scripts/prepare_data.py"
