@@ -135,3 +135,49 @@ def read(path: str | os.PathLike, split: str = "train") -> dict[str, Any]:
     except (OSError, KeyError, ValueError) as error:
         raise ActivationFileError(f"{path}: unreadable or truncated activation dump ({error})") from None
     return result
+
+
+def dump_run(
+    snapshot_dir: str | os.PathLike,
+    data_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    run: str,
+    steps: list[int],
+    train_spec: dict[str, Any],
+    samples: int | None,
+    test_samples: int | None,
+    dtype: str = "float32",
+    log=print,
+) -> list[int]:
+    """Dump every scheduled, non-diverged snapshot of a run; returns the steps dumped.
+
+    The analysis samples are a class-stratified subset of the run's own training set (``samples``) and of
+    the test split (``test_samples``), the same at every step.
+    """
+    from netdyn import data as datasets
+    from netdyn import snapshots
+    from netdyn.samples import analysis_indices, training_indices
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = datasets.load(data_path)
+    train_labels, test_labels = data.train_y.numpy(), data.test_y.numpy()
+    train_rows = analysis_indices(train_labels, training_indices(train_labels, train_spec), samples)
+    test_rows = analysis_indices(test_labels, np.arange(len(test_labels)), test_samples)
+    dumped = []
+    for step in steps:
+        path = Path(snapshot_dir) / snapshots.snapshot_name(step)
+        if snapshots.is_diverged(path):
+            log(f"step {step}: diverged snapshot, not dumped")
+            continue
+        model, _ = snapshots.load_snapshot(path)
+        model_dtype = next(model.parameters()).dtype
+        splits = {
+            "train": (train_rows, data.train_x[train_rows].to(model_dtype), data.train_y[train_rows]),
+            "test": (test_rows, data.test_x[test_rows].to(model_dtype), data.test_y[test_rows]),
+        }
+        write(out_dir / f"step{step:06d}.h5", model, splits, dtype=dtype, attrs={"run": run, "step": step})
+        dumped.append(step)
+        log(f"step {step}: dumped {len(train_rows)} train and {len(test_rows)} test samples")
+    return dumped

@@ -38,6 +38,28 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "dtype": "float32",
     "device": "auto",
 }
+ANALYSES = ("rpd", "pruning", "basins", "geometry", "projection", "bn_modes")
+# Proposed defaults of methods.md (U8, U10-U13, §7, §9, §10); docs/config.md lists each key.
+ANALYSIS_DEFAULTS: dict[str, Any] = {
+    "run": list(ANALYSES),
+    "steps": "all",
+    "samples": 10000,
+    "test_samples": 10000,
+    "rpd_bins": 50,
+    "input_amplitudes": {"start": -5, "stop": 2, "num": 71},
+    "weight_amplitudes": {"start": -4, "stop": 1, "num": 51},
+    "input_repeats": 3,
+    "weight_draws": 5,
+    "weight_noise": "relative",
+    "tracked_input_amplitudes": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
+    "basin_fraction": 0.5,
+    "geometry_digit": 5,
+    "geometry_first": 100,
+    "projection_digits": [0, 1, 5],
+    "projection_per_digit": 500,
+    "seed": 0,
+}
+DUMP_DEFAULTS: dict[str, Any] = {"dtype": "float32", "temporary": False}
 SNAPSHOT_DEFAULTS: dict[str, Any] = {"log": 20, "dense_until": 0}
 BUILTIN_DATASETS: dict[str, dict[str, Any]] = {
     name: {"source": name} for name in ("mnist5k", "mnist", "fashion_mnist", "kmnist")
@@ -208,13 +230,33 @@ def _resolve(config: Mapping[str, Any], spec: dict[str, Any], where: str) -> dic
     return {"dataset": dataset, "model": model, "train": train, "snapshots": snapshots}
 
 
+def _resolve_analysis(analysis: dict[str, Any], snapshots: list[int], where: str) -> dict[str, Any]:
+    steps = analysis["steps"]
+    if steps == "all":
+        steps = list(snapshots)
+    elif steps == "final":
+        steps = [snapshots[-1]]
+    else:
+        missing = sorted(set(steps) - set(snapshots))
+        if missing:
+            raise ConfigError(f"{where}.steps: step {missing[0]} is not a snapshot step of the run")
+        steps = sorted(set(steps))
+    return {**analysis, "steps": steps}
+
+
+def training_spec(run: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a run spec that shapes its weights: changing anything else never retrains."""
+    return {key: run[key] for key in ("run", "experiment", "dataset", "model", "train", "snapshots")}
+
+
 def expand_runs(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Every run of every experiment: ``{run_id: resolved spec}`` in a stable order."""
     point_schema = {**schema["$defs"]["run_spec"], "$defs": schema["$defs"]}
     runs: dict[str, dict[str, Any]] = {}
     defaults = config.get("defaults", {})
     for name, experiment in config["experiments"].items():
-        base = _merge(defaults, {k: v for k, v in experiment.items() if k != "sweep"})
+        base = _merge(defaults, {k: v for k, v in experiment.items() if k not in ("sweep", "analysis")})
+        analysis = {**ANALYSIS_DEFAULTS, **config.get("analysis", {}), **experiment.get("analysis", {})}
         sweep = experiment.get("sweep", {})
         for axis in sweep:
             section, _, field = axis.partition(".")
@@ -235,7 +277,9 @@ def expand_runs(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[st
                 raise ConfigError(f"{where}: {error}") from None
             if run_id in runs:
                 raise ConfigError(f"experiments.{name}.sweep: two sweep points share the run id {run_id!r}")
-            runs[run_id] = {"run": run_id, "experiment": name, **_resolve(config, spec, where)}
+            resolved = _resolve(config, spec, where)
+            resolved["analysis"] = _resolve_analysis(analysis, resolved["snapshots"], f"experiments.{name}.analysis")
+            runs[run_id] = {"run": run_id, "experiment": name, **resolved}
     return runs
 
 
