@@ -18,6 +18,8 @@ wildcard_constraints:
 
 include: "rules/data.smk"
 include: "rules/train.smk"
+include: "rules/activations.smk"
+include: "rules/analysis.smk"
 
 
 rule all:

@@ -31,3 +31,8 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Atomically write ``text`` to ``path``."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_csv(path: str | os.PathLike, frame) -> None:
+    """Atomically write a pandas DataFrame as CSV without its index."""
+    write_text(path, frame.to_csv(index=False))

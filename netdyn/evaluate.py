@@ -78,26 +78,41 @@ def frozen_bn_buffers(model: nn.Module) -> Iterator[None]:
 
 
 @torch.no_grad()
-def accuracy_bn_train_mode(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0) -> float:
-    """Accuracy with BatchNorm normalizing shuffled test mini-batches by their own statistics (§11.2, primary).
+def bn_train_mode_forward(
+    model: nn.Sequential, x: torch.Tensor, batch_size: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Last hidden-layer outputs and logits with BatchNorm normalizing shuffled mini-batches by their own
+    statistics (§11.2, primary reading), returned in the order of ``x``.
 
     Buffers are left untouched and Dropout stays off. A trailing batch of one sample is merged into the
     previous one, since BatchNorm cannot normalize a single sample.
     """
+    from netdyn.layers import forward_layers
+
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(x.device)
     starts = list(range(0, len(x), batch_size))
     if len(starts) > 1 and len(x) - starts[-1] < 2:
         starts.pop()
-    bounds = list(zip(starts, starts[1:] + [len(x)], strict=True))
-    correct = 0
+    hidden = logits = None
     with eval_mode(model), frozen_bn_buffers(model):
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.train()
-        for start, stop in bounds:
+        for start, stop in zip(starts, starts[1:] + [len(x)], strict=True):
             index = order[start:stop]
-            correct += int((model(x[index]).argmax(1) == y[index]).sum())
-    return correct / len(x)
+            _, outputs, batch_logits = forward_layers(model, x[index])
+            last = outputs[-1] if outputs else x[index].flatten(1)
+            if hidden is None:
+                hidden = torch.empty(len(x), last.shape[1], dtype=last.dtype, device=x.device)
+                logits = torch.empty(len(x), batch_logits.shape[1], dtype=last.dtype, device=x.device)
+            hidden[index], logits[index] = last, batch_logits
+    return hidden, logits
+
+
+def accuracy_bn_train_mode(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0) -> float:
+    """Accuracy with BatchNorm in train mode at test time (§11.2, primary reading)."""
+    _, logits = bn_train_mode_forward(model, x, batch_size, seed)
+    return float((logits.argmax(1) == y).double().mean())
 
 
 @torch.no_grad()

@@ -25,6 +25,6 @@ rule train:
     resources:
         gpu=1,
     params:
-        spec=run_spec,
+        spec=run_training_spec,
     script:
         "../workflow_scripts/train.py"

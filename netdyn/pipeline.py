@@ -1,0 +1,392 @@
+"""Apply each analysis to every analysed snapshot of one run and shape the tables the workflow writes.
+
+Each ``*_table(s)`` function here is what one analysis rule runs: it walks the run's snapshots (skipping
+divergence markers, which appear as gaps), calls the pure analysis functions of ``netdyn.rpd``,
+``netdyn.pruning``, ``netdyn.basins``, ``netdyn.geometry``, ``netdyn.projection`` and ``netdyn.evaluate``,
+and returns pandas tables in the formats of docs/formats.md. Metric tables are long:
+``run, step, metric, layer, value, note`` (``layer`` empty for network-level metrics, ``note`` says why a
+value is missing, e.g. a basin beyond the amplitude grid).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from netdyn import activations, snapshots
+from netdyn import data as datasets
+from netdyn.samples import analysis_indices, training_indices
+
+METRIC_COLUMNS = ["run", "step", "metric", "layer", "value", "note"]
+HISTORY_METRICS = ["train_loss", "test_loss", "train_acc", "test_acc", "test_acc_bntrain", "weight_norm"]
+
+
+def analysis_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def metric_row(run: str, step: int, metric: str, value: float, layer: int | None = None, note: str = "") -> dict:
+    return {"run": run, "step": step, "metric": metric, "layer": layer, "value": value, "note": note}
+
+
+def metric_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(list(rows), columns=METRIC_COLUMNS)
+    frame["layer"] = frame["layer"].astype("Int64")
+    return frame
+
+
+def models(snapshot_dir: str | os.PathLike, steps: Sequence[int], log=print) -> Iterator[tuple[int, nn.Sequential]]:
+    """``(step, model)`` for every analysed step whose snapshot holds weights, on the analysis device."""
+    device = analysis_device()
+    for step in steps:
+        path = Path(snapshot_dir) / snapshots.snapshot_name(step)
+        if snapshots.is_diverged(path):
+            log(f"step {step}: the run had diverged; skipped")
+            continue
+        model, _ = snapshots.load_snapshot(path)
+        yield step, model.to(device)
+
+
+def dumps(dump_dir: str | os.PathLike, steps: Sequence[int], split: str = "train") -> Iterator[tuple[int, dict]]:
+    """``(step, dump)`` for every analysed step that has an activation dump (diverged steps have none)."""
+    for step in steps:
+        path = Path(dump_dir) / f"step{step:06d}.h5"
+        if path.exists():
+            yield step, activations.read(path, split)
+
+
+def analysis_samples(
+    data: datasets.Dataset, train_spec: Mapping[str, Any], samples: int | None, split: str = "train"
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """Rows, inputs and labels of the analysis samples (the dump's sample set, recomputed)."""
+    if split == "train":
+        labels = data.train_y.cpu().numpy()
+        rows = analysis_indices(labels, training_indices(labels, train_spec), samples)
+        return rows, data.train_x[rows], data.train_y[rows]
+    labels = data.test_y.cpu().numpy()
+    rows = analysis_indices(labels, np.arange(len(labels)), samples)
+    return rows, data.test_x[rows], data.test_y[rows]
+
+
+def bn_mode_table(
+    run: str,
+    snapshot_dir: str | os.PathLike,
+    data_path: str | os.PathLike,
+    steps: Sequence[int],
+    train_spec: Mapping[str, Any],
+    *,
+    test_samples: int | None,
+    log=print,
+) -> pd.DataFrame:
+    """``test_acc_bnbatch``: test accuracy in eval mode with the running statistics replaced by those of the
+    last training batch before the step (methods.md §11.2, the literal α = 0 reading).
+
+    The eval-mode (``test_acc``) and the primary train-mode reading (``test_acc_bntrain``) come from the
+    training history, which evaluates them at every snapshot on the whole test split.
+    """
+    from netdyn.evaluate import accuracy_bn_batch_stats, has_batchnorm
+    from netdyn.train import batch_indices
+
+    rows = []
+    data = datasets.load(data_path, device=analysis_device())
+    _, x_test, y_test = analysis_samples(data, train_spec, test_samples, split="test")
+    train_rows = torch.as_tensor(training_indices(data.train_y.cpu().numpy(), train_spec), device=data.train_x.device)
+    batch_size, seed = int(train_spec["batch_size"]), int(train_spec["seed"])
+    for step, model in models(snapshot_dir, steps, log):
+        if not has_batchnorm(model):
+            continue
+        dtype = next(model.parameters()).dtype
+        last_batch = batch_indices(max(step - 1, 0), len(train_rows), batch_size, seed).to(train_rows.device)
+        accuracy = accuracy_bn_batch_stats(
+            model, data.train_x[train_rows[last_batch]].to(dtype), x_test.to(dtype), y_test
+        )
+        rows.append(metric_row(run, step, "test_acc_bnbatch", accuracy))
+        log(f"step {step}: test accuracy with last-batch BatchNorm statistics {accuracy:.4f}")
+    return metric_frame(rows)
+
+
+def history_metrics(run: str, history: pd.DataFrame) -> list[dict]:
+    rows = []
+    for record in history.to_dict("records"):
+        for metric in HISTORY_METRICS:
+            value = record.get(metric, math.nan)
+            if metric == "test_acc_bntrain" and (value is None or pd.isna(value)):
+                continue  # only models with BatchNorm have it
+            rows.append(metric_row(run, int(record["step"]), metric, float(value)))
+    return rows
+
+
+def collect(
+    run: str,
+    history_path: str | os.PathLike,
+    run_json_path: str | os.PathLike,
+    part_paths: Sequence[str | os.PathLike],
+    *,
+    classes: int = 10,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The run's long metrics table (history plus every analysis part) and its events (methods.md §10, §11)."""
+    from netdyn.dynamics import events
+
+    history = pd.read_csv(history_path)
+    record = json.loads(Path(run_json_path).read_text())
+    parts = [pd.read_csv(path) for path in part_paths]
+    frames = [metric_frame(history_metrics(run, history)), *[metric_frame(part.to_dict("records")) for part in parts]]
+    metrics = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else frames[0]
+    metrics = metrics.sort_values(["step", "metric", "layer"], kind="stable", ignore_index=True)
+    return metrics, events(history, record, chance=1.0 / classes)
+
+
+def geometry_tables(
+    run: str,
+    dump_dir: str | os.PathLike,
+    data_path: str | os.PathLike,
+    steps: Sequence[int],
+    *,
+    digit: int = 5,
+    first: int = 100,
+    log=print,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Class geometry of every layer (methods.md §9) on the training analysis samples.
+
+    Returns the per-sample distances of the first ``first`` samples of ``digit`` (the thin lines of Fig. 3(c))
+    and the metrics ``center_distance`` and ``center_similarity`` per layer l = 0..L-1 (0 = the input).
+    """
+    from netdyn.geometry import layer_geometry
+
+    data = datasets.load(data_path)
+    classes = int(max(data.train_y.max(), data.test_y.max())) + 1
+    curves, rows = [], []
+    for step, dump in dumps(dump_dir, steps):
+        inputs = data.train_x[torch.as_tensor(dump["indices"])]
+        result = layer_geometry(
+            [inputs, *dump["x"]], dump["labels"], digit=digit, n_first=first, n_classes=classes, indices=dump["indices"]
+        )
+        curves.append(result.digit.assign(run=run, step=step))
+        for record in result.summary.to_dict("records"):
+            layer = int(record["layer"])
+            rows.append(metric_row(run, step, "center_distance", record["center_distance"], layer))
+            rows.append(metric_row(run, step, "center_similarity", record["center_similarity"], layer))
+            rows.append(metric_row(run, step, "digit_center_distance", record["digit_distance_mean"], layer))
+        log(f"step {step}: geometry of {len(result.summary)} layers")
+    columns = ["run", "step", "layer", "sample_index", "distance"]
+    table = pd.concat(curves, ignore_index=True)[columns] if curves else pd.DataFrame(columns=columns)
+    return table, metric_frame(rows)
+
+
+def projection_table(
+    run: str,
+    snapshot_dir: str | os.PathLike,
+    data_path: str | os.PathLike,
+    steps: Sequence[int],
+    train_spec: Mapping[str, Any],
+    *,
+    digits: Sequence[int] = (0, 1, 5),
+    per_digit: int = 500,
+    log=print,
+) -> pd.DataFrame:
+    """2-D SVD-bottleneck coordinates (methods.md §10) of the first ``per_digit`` samples of each digit.
+
+    Training samples come from the run's own training set, test samples from the test split. Models with
+    BatchNorm are projected twice: ``bn_mode`` eval (running statistics) and train (each shuffled mini-batch
+    of the whole split normalized by its own statistics, §11.2), the two panels of Fig. 7.
+    """
+    from netdyn.evaluate import bn_train_mode_forward, eval_mode, has_batchnorm
+    from netdyn.layers import forward_layers
+    from netdyn.projection import bottleneck, output_weight, project
+
+    data = datasets.load(data_path, device=analysis_device())
+    train_rows = training_indices(data.train_y.cpu().numpy(), train_spec)
+    splits = {
+        "train": (data.train_x[train_rows], data.train_y[train_rows], train_rows),
+        "test": (data.test_x, data.test_y, np.arange(len(data.test_y))),
+    }
+    batch_size, seed = int(train_spec["batch_size"]), int(train_spec["seed"])
+    frames = []
+    for step, model in models(snapshot_dir, steps, log):
+        weight, _, _ = bottleneck(output_weight(model))
+        dtype = next(model.parameters()).dtype
+        for split, (x, y, rows) in splits.items():
+            labels = y.cpu().numpy()
+            chosen = np.concatenate([np.flatnonzero(labels == d)[:per_digit] for d in digits])
+            chosen.sort()
+            modes = ["eval", "train"] if has_batchnorm(model) else ["eval"]
+            for mode in modes:
+                if mode == "eval":
+                    with eval_mode(model):
+                        _, outputs, _ = forward_layers(model, x[chosen].to(dtype))
+                    last = outputs[-1] if outputs else x[chosen]
+                else:
+                    last = bn_train_mode_forward(model, x.to(dtype), batch_size, seed)[0][chosen]
+                coordinates = project(last, weight).cpu().numpy()
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "run": run,
+                            "step": step,
+                            "split": split,
+                            "bn_mode": mode,
+                            "index": rows[chosen],
+                            "label": labels[chosen],
+                            "h1": coordinates[:, 0],
+                            "h2": coordinates[:, 1],
+                        }
+                    )
+                )
+        log(f"step {step}: projected digits {list(digits)}")
+    columns = ["run", "step", "split", "bn_mode", "index", "label", "h1", "h2"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+RPD_METRICS = {
+    "G": "rpd_gradient",
+    "G_half": "rpd_gradient_half",
+    "G_log": "rpd_gradient_log",
+    "contrast": "rpd_contrast",
+}
+
+
+def rpd_tables(
+    run: str,
+    snapshot_dir: str | os.PathLike,
+    dump_dir: str | os.PathLike,
+    steps: Sequence[int],
+    *,
+    bins: int = 50,
+    log=print,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """RPD density curves and gradients (methods.md §6) of every hidden layer at every analysed step."""
+    from netdyn.rpd import rpd_for_layers
+
+    curves, rows = [], []
+    for step, model in models(snapshot_dir, steps, log):
+        dump = activations.read(Path(dump_dir) / f"step{step:06d}.h5", "train")
+        device = analysis_device()
+        fields = [torch.as_tensor(h, device=device) for h in dump["h"]]
+        for result in rpd_for_layers(model, fields, torch.as_tensor(dump["labels"], device=device), bins):
+            layer = result["layer"]
+            curves.append(
+                pd.DataFrame(
+                    {
+                        "run": run,
+                        "step": step,
+                        "layer": layer,
+                        "bin_center": result["bin_centers"],
+                        "density": result["density"],
+                    }
+                )
+            )
+            rows += [metric_row(run, step, name, result[key], layer) for key, name in RPD_METRICS.items()]
+        log(f"step {step}: RPD of {len(fields)} hidden layers")
+    columns = ["run", "step", "layer", "bin_center", "density"]
+    return (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=columns)), metric_frame(rows)
+
+
+PRUNING_METRICS = {
+    "lp_test_acc": "lp_acc",
+    "lp_train_acc": "lp_train_acc",
+    "lmap_acc": "lmap_acc",
+    "lmap_weights_only_acc": "lmap_weights_acc",
+}
+
+
+def pruning_tables(
+    run: str,
+    snapshot_dir: str | os.PathLike,
+    dump_dir: str | os.PathLike,
+    data_path: str | os.PathLike,
+    steps: Sequence[int],
+    *,
+    log=print,
+) -> pd.DataFrame:
+    """LP and L-map pruning accuracy (methods.md §4, §5) for every start layer, as metrics with layer = l."""
+    from netdyn.pruning import pruning_table
+
+    data = datasets.load(data_path)
+    rows = []
+    for step, model in models(snapshot_dir, steps, log):
+        train = activations.read(Path(dump_dir) / f"step{step:06d}.h5", "train")
+        test = activations.read(Path(dump_dir) / f"step{step:06d}.h5", "test")
+        train_xs = [data.train_x[torch.as_tensor(train["indices"])], *train["x"]]
+        test_xs = [data.test_x[torch.as_tensor(test["indices"])], *test["x"]]
+        table = pruning_table(model, train_xs, train["logits"], test_xs, test["labels"], train["labels"])
+        for record in table:
+            rows += [
+                metric_row(run, step, name, record[key], int(record["start_layer"]))
+                for key, name in PRUNING_METRICS.items()
+            ]
+        log(f"step {step}: LP and L-map pruning from {len(table)} start layers")
+    return metric_frame(rows)
+
+
+def basin_tables(
+    run: str,
+    snapshot_dir: str | os.PathLike,
+    data_path: str | os.PathLike,
+    steps: Sequence[int],
+    train_spec: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    *,
+    threads: int = 1,
+    log=print,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Input- and weight-space basin curves and sizes (methods.md §7, §8) on the training analysis samples.
+
+    Rows with ``space = input_tracked`` hold the accuracy at the fixed amplitudes tracked over training
+    (Fig. 6(a)). A basin whose threshold lies outside the amplitude grid has no value and a note saying so.
+    """
+    from netdyn.basins import basin_table, input_basin_curve
+
+    torch.set_num_threads(threads)
+    data = datasets.load(data_path, device=analysis_device())
+    _, x, y = analysis_samples(data, train_spec, settings["samples"])
+
+    def grid(spec: Mapping[str, Any]) -> np.ndarray:
+        return np.logspace(spec["start"], spec["stop"], spec["num"])
+
+    curves, rows = [], []
+    for step, model in models(snapshot_dir, steps, log):
+        inputs = x.to(next(model.parameters()).dtype)
+        table, sizes = basin_table(
+            model,
+            inputs,
+            y,
+            input_amplitudes=grid(settings["input_amplitudes"]),
+            weight_amplitudes=grid(settings["weight_amplitudes"]),
+            repeats=settings["input_repeats"],
+            draws=settings["weight_draws"],
+            seed=settings["seed"],
+            relative=settings["weight_noise"] == "relative",
+            fraction=settings["basin_fraction"],
+        )
+        tracked = settings["tracked_input_amplitudes"]
+        if tracked:
+            generator = torch.Generator().manual_seed(settings["seed"] + 1)
+            mean, std = input_basin_curve(
+                model, inputs, y, tracked, repeats=settings["input_repeats"], generator=generator
+            )
+            table += [
+                {"space": "input_tracked", "amplitude": a, "accuracy": float(m), "accuracy_std": float(s)}
+                for a, m, s in zip(tracked, mean, std, strict=True)
+            ]
+        curves.append(pd.DataFrame(table).assign(run=run, step=step))
+        for name, (size, status) in sizes.items():
+            note = "" if status == "ok" else status
+            grid_spec = settings["input_amplitudes" if name == "basin_input" else "weight_amplitudes"]
+            if status == "beyond_grid":
+                note = f"beyond_grid: > {10.0 ** grid_spec['stop']:g}"
+            elif status == "below_grid":
+                note = f"below_grid: < {10.0 ** grid_spec['start']:g}"
+            rows.append(metric_row(run, step, name, size, note=note))
+        log(f"step {step}: basins " + ", ".join(f"{k}={v[0]:.3g} ({v[1]})" for k, v in sizes.items()))
+    columns = ["run", "step", "space", "amplitude", "accuracy", "accuracy_std"]
+    table = pd.concat(curves, ignore_index=True)[columns] if curves else pd.DataFrame(columns=columns)
+    return table, metric_frame(rows)

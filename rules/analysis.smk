@@ -1,0 +1,163 @@
+# One job per run and analysis, covering every analysed snapshot of the run (design.md "The DAG").
+
+
+rule analyse_rpd:
+    input:
+        activations="results/runs/{run}/activations",
+        snapshots="results/runs/{run}/snapshots",
+        code=library("rpd", "pruning", "pipeline", "activations", "snapshots", "layers"),
+    output:
+        curves="results/runs/{run}/rpd.csv",
+        metrics="results/runs/{run}/parts/rpd.csv",
+    params:
+        steps=analysis_setting("steps"),
+        bins=analysis_setting("rpd_bins"),
+    log:
+        "results/logs/analyse_rpd/{run}.log",
+    benchmark:
+        "results/benchmarks/analyse_rpd/{run}.tsv"
+    conda:
+        "../envs/netdyn.yaml"
+    script:
+        "../workflow_scripts/analyse_rpd.py"
+
+
+rule analyse_pruning:
+    input:
+        activations="results/runs/{run}/activations",
+        snapshots="results/runs/{run}/snapshots",
+        data=run_dataset,
+        code=library("pruning", "pipeline", "activations", "snapshots", "layers", "data"),
+    output:
+        metrics="results/runs/{run}/parts/pruning.csv",
+    params:
+        steps=analysis_setting("steps"),
+    log:
+        "results/logs/analyse_pruning/{run}.log",
+    benchmark:
+        "results/benchmarks/analyse_pruning/{run}.tsv"
+    conda:
+        "../envs/netdyn.yaml"
+    script:
+        "../workflow_scripts/analyse_pruning.py"
+
+
+rule analyse_geometry:
+    input:
+        activations="results/runs/{run}/activations",
+        data=run_dataset,
+        code=library("geometry", "pipeline", "activations", "data"),
+    output:
+        curves="results/runs/{run}/geometry.csv",
+        metrics="results/runs/{run}/parts/geometry.csv",
+    params:
+        steps=analysis_setting("steps"),
+        digit=analysis_setting("geometry_digit"),
+        first=analysis_setting("geometry_first"),
+    log:
+        "results/logs/analyse_geometry/{run}.log",
+    benchmark:
+        "results/benchmarks/analyse_geometry/{run}.tsv"
+    conda:
+        "../envs/netdyn.yaml"
+    script:
+        "../workflow_scripts/analyse_geometry.py"
+
+
+rule analyse_basins:
+    input:
+        snapshots="results/runs/{run}/snapshots",
+        data=run_dataset,
+        code=library("basins", "pipeline", "snapshots", "samples", "data", "layers"),
+    output:
+        curves="results/runs/{run}/basins.csv",
+        metrics="results/runs/{run}/parts/basins.csv",
+    params:
+        steps=analysis_setting("steps"),
+        train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
+        settings=analysis_setting(
+            "samples",
+            "input_amplitudes",
+            "weight_amplitudes",
+            "input_repeats",
+            "weight_draws",
+            "weight_noise",
+            "tracked_input_amplitudes",
+            "basin_fraction",
+            "seed",
+        ),
+    threads: 1
+    resources:
+        gpu=1,
+    log:
+        "results/logs/analyse_basins/{run}.log",
+    benchmark:
+        "results/benchmarks/analyse_basins/{run}.tsv"
+    conda:
+        "../envs/netdyn.yaml"
+    script:
+        "../workflow_scripts/analyse_basins.py"
+
+
+rule analyse_projection:
+    input:
+        snapshots="results/runs/{run}/snapshots",
+        data=run_dataset,
+        code=library("projection", "pipeline", "snapshots", "samples", "evaluate", "data", "layers"),
+    output:
+        curves="results/runs/{run}/projection.csv",
+    params:
+        steps=analysis_setting("steps"),
+        train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
+        digits=analysis_setting("projection_digits"),
+        per_digit=analysis_setting("projection_per_digit"),
+    log:
+        "results/logs/analyse_projection/{run}.log",
+    benchmark:
+        "results/benchmarks/analyse_projection/{run}.tsv"
+    conda:
+        "../envs/netdyn.yaml"
+    script:
+        "../workflow_scripts/analyse_projection.py"
+
+
+rule analyse_bn_modes:
+    input:
+        snapshots="results/runs/{run}/snapshots",
+        data=run_dataset,
+        code=library("evaluate", "pipeline", "snapshots", "samples", "train", "data"),
+    output:
+        metrics="results/runs/{run}/parts/bn_modes.csv",
+    params:
+        steps=analysis_setting("steps"),
+        train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
+        test_samples=analysis_setting("test_samples"),
+    log:
+        "results/logs/analyse_bn_modes/{run}.log",
+    benchmark:
+        "results/benchmarks/analyse_bn_modes/{run}.tsv"
+    conda:
+        "../envs/netdyn.yaml"
+    script:
+        "../workflow_scripts/analyse_bn_modes.py"
+
+
+rule collect:
+    input:
+        history="results/runs/{run}/history.csv",
+        run_json="results/runs/{run}/run.json",
+        parts=metric_parts,
+        code=library("pipeline", "dynamics"),
+    output:
+        metrics="results/runs/{run}/metrics.csv",
+        events="results/runs/{run}/events.json",
+    params:
+        classes=lambda wildcards: RUNS[wildcards.run]["model"]["classes"],
+    log:
+        "results/logs/collect/{run}.log",
+    benchmark:
+        "results/benchmarks/collect/{run}.tsv"
+    conda:
+        "../envs/netdyn.yaml"
+    script:
+        "../workflow_scripts/collect.py"

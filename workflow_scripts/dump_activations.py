@@ -1,0 +1,17 @@
+"""Rule dump_activations: every analysed snapshot's fields and outputs (netdyn.activations)."""
+
+from netdyn.activations import dump_run
+from netdyn.workflow import logged
+
+with logged(snakemake.log[0]):
+    dump_run(
+        snakemake.input.snapshots,
+        snakemake.input.data,
+        snakemake.output[0],
+        run=snakemake.wildcards.run,
+        steps=snakemake.params.steps,
+        train_spec=snakemake.params.train_spec,
+        samples=snakemake.params.samples,
+        test_samples=snakemake.params.test_samples,
+        dtype=snakemake.params.dtype,
+    )
