@@ -77,6 +77,58 @@ def test_tiny_workflow_produces_every_run(tiny_workflow):
     assert (tiny_workflow / "results" / "logs" / "train" / "deep" / "base.log").read_text().strip()
 
 
+EXPECTED_METRICS = {
+    "train_loss", "test_loss", "train_acc", "test_acc", "test_acc_bntrain", "weight_norm", "test_acc_bnbatch",
+    "rpd_gradient", "rpd_gradient_half", "rpd_gradient_log", "rpd_contrast", "lp_acc", "lp_train_acc",
+    "lmap_acc", "lmap_weights_acc", "basin_input", "basin_weight", "center_distance", "center_similarity",
+    "digit_center_distance",
+}  # fmt: skip
+
+
+def test_every_analysis_table_is_produced_for_every_analysed_step(tiny_workflow):
+    run = tiny_workflow / "results" / "runs" / "deep" / "base"
+    steps = pd.read_csv(run / "history.csv")["step"].tolist()
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert list(metrics.columns) == ["run", "step", "metric", "layer", "value", "note"]
+    assert set(metrics["metric"]) == EXPECTED_METRICS
+    for metric in ("rpd_gradient", "lmap_acc", "basin_weight", "center_similarity", "test_acc_bnbatch"):
+        assert sorted(set(metrics.loc[metrics["metric"] == metric, "step"])) == steps, metric
+    assert sorted(set(metrics.loc[metrics["metric"] == "rpd_gradient", "layer"])) == [1, 2, 3]
+    assert sorted(set(metrics.loc[metrics["metric"] == "lp_acc", "layer"])) == [1, 2, 3, 4]
+    assert sorted(set(metrics.loc[metrics["metric"] == "center_distance", "layer"])) == [0, 1, 2, 3]
+    rpd = pd.read_csv(run / "rpd.csv")
+    assert rpd.groupby(["step", "layer"])["density"].mean().round(9).eq(1).all()  # densities average to 1
+    basins = pd.read_csv(run / "basins.csv")
+    assert set(basins["space"]) == {"input", "weight", "input_tracked"}
+    projection = pd.read_csv(run / "projection.csv")
+    assert set(projection["bn_mode"]) == {"eval", "train"} and set(projection["label"]) == {0, 1, 5}
+    events = json.loads((run / "events.json").read_text())
+    assert events["status"] == "ok" and events["grokking"]["after_step"] in steps
+    assert len(list((run / "activations").glob("step*.h5"))) == len(steps)
+
+
+def test_final_step_analyses_and_the_lmap_of_a_linear_net(tiny_workflow):
+    run = tiny_workflow / "results" / "runs" / "shallow" / "linear"
+    metrics = pd.read_csv(run / "metrics.csv")
+    analysed = metrics.loc[metrics["metric"] == "lmap_acc"]
+    assert analysed["step"].unique().tolist() == [60]
+    final_acc = metrics.query("metric == 'test_acc' and step == 60")["value"].item()
+    # A linear net is its own L-map, so L-map pruning from any start layer keeps its test accuracy exactly
+    # (on the test analysis samples, which are 200 of the 1000 test images: compare through the dump).
+    assert analysed["value"].nunique() == 1
+    assert 0.5 < final_acc <= 1
+
+
+def test_a_diverged_run_is_reported_not_analysed(tiny_workflow):
+    run = tiny_workflow / "results" / "runs" / "diverging" / "base"
+    assert json.loads((run / "run.json").read_text())["status"] == "diverged"
+    events = json.loads((run / "events.json").read_text())
+    assert events["status"] == "diverged" and events["grokking"] is None
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert not metrics["metric"].isin(["rpd_gradient", "basin_input", "basin_weight"]).any()
+    assert pd.read_csv(run / "basins.csv").empty and pd.read_csv(run / "rpd.csv").empty
+
+
 def test_nothing_reruns_without_a_change(tiny_workflow):
     assert "Nothing to be done" in snakemake(tiny_workflow, "-n", "--cores", "1").stdout
 
@@ -98,7 +150,7 @@ def test_editing_the_training_code_reruns_every_training(tiny_workflow):
         output = snakemake(tiny_workflow, "-n", "--cores", "1").stdout
     finally:
         source.write_text(original)
-    assert planned_runs(output, "train") == {"shallow/tanh", "shallow/linear", "deep/base"}
+    assert planned_runs(output, "train") == {"shallow/tanh", "shallow/linear", "deep/base", "diverging/base"}
 
 
 def test_a_bad_config_stops_before_any_job_and_names_the_key(tmp_path):
