@@ -5,6 +5,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+report: "report/workflow.rst"
+
+
 configfile: "config.yaml"
 
 
@@ -20,6 +23,7 @@ include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/activations.smk"
 include: "rules/analysis.smk"
+include: "rules/figures.smk"
 
 
 rule all:

@@ -87,3 +87,10 @@ def load_runs(run_dirs: Iterable[str | os.PathLike], roles: Mapping[str, str] | 
         events=events,
         **{name: _concat(frames) for name, frames in curves.items()},
     )
+
+
+def experiment_table(tables: RunTables) -> pd.DataFrame:
+    """Every metric of every run (long format) with the run's status and settings as extra columns."""
+    if tables.metrics.empty:
+        return tables.runs
+    return tables.metrics.merge(tables.runs, on="run", how="left")

@@ -43,6 +43,7 @@ ANALYSES = ("rpd", "pruning", "basins", "geometry", "projection", "bn_modes")
 ANALYSIS_DEFAULTS: dict[str, Any] = {
     "run": list(ANALYSES),
     "steps": "all",
+    "final_step_only": [],
     "samples": 10000,
     "test_samples": 10000,
     "rpd_bins": 50,
@@ -241,7 +242,8 @@ def _resolve_analysis(analysis: dict[str, Any], snapshots: list[int], where: str
         if missing:
             raise ConfigError(f"{where}.steps: step {missing[0]} is not a snapshot step of the run")
         steps = sorted(set(steps))
-    return {**analysis, "steps": steps}
+    per_analysis = {name: [snapshots[-1]] if name in analysis["final_step_only"] else steps for name in ANALYSES}
+    return {**analysis, "steps": steps, "steps_of": per_analysis}
 
 
 def training_spec(run: Mapping[str, Any]) -> dict[str, Any]:
@@ -283,8 +285,18 @@ def expand_runs(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[st
     return runs
 
 
+def check_figures(config: Mapping[str, Any]) -> None:
+    """Every experiment a figure names must exist."""
+    for figure, roles in config.get("figures", {}).items():
+        for role, names in roles.items():
+            for experiment in [names] if isinstance(names, str) else names:
+                if experiment not in config["experiments"]:
+                    raise ConfigError(f"figures.{figure}.{role}: no experiment named {experiment!r}")
+
+
 def load_config(config: Mapping[str, Any], schema_path: str | Path) -> dict[str, dict[str, Any]]:
     """Validate ``config`` and return its runs; the one entry point the Snakefile uses."""
     schema = load_yaml(schema_path)
     validate(config, schema)
+    check_figures(config)
     return expand_runs(config, schema)

@@ -5,20 +5,20 @@ rule dump_activations:
         code=library("activations", "snapshots", "samples", "data", "layers", "models"),
     output:
         dump_directory(),
-    params:
-        steps=analysis_setting("steps"),
-        samples=analysis_setting("samples"),
-        test_samples=analysis_setting("test_samples"),
-        train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
-        dtype=DUMPS["dtype"],
-    threads: 1
-    resources:
-        gpu=1,
     log:
         "results/logs/dump_activations/{run}.log",
     benchmark:
         "results/benchmarks/dump_activations/{run}.tsv"
     conda:
         "../envs/netdyn.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        steps=dump_steps,
+        samples=analysis_setting("samples"),
+        test_samples=analysis_setting("test_samples"),
+        train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
+        dtype=DUMPS["dtype"],
     script:
         "../workflow_scripts/dump_activations.py"

@@ -9,15 +9,17 @@ rule analyse_rpd:
     output:
         curves="results/runs/{run}/rpd.csv",
         metrics="results/runs/{run}/parts/rpd.csv",
-    params:
-        steps=analysis_setting("steps"),
-        bins=analysis_setting("rpd_bins"),
+    resources:
+        gpu=1,
     log:
         "results/logs/analyse_rpd/{run}.log",
     benchmark:
         "results/benchmarks/analyse_rpd/{run}.tsv"
     conda:
         "../envs/netdyn.yaml"
+    params:
+        steps=analysis_steps("rpd"),
+        bins=analysis_setting("rpd_bins"),
     script:
         "../workflow_scripts/analyse_rpd.py"
 
@@ -27,17 +29,21 @@ rule analyse_pruning:
         activations="results/runs/{run}/activations",
         snapshots="results/runs/{run}/snapshots",
         data=run_dataset,
-        code=library("pruning", "pipeline", "activations", "snapshots", "layers", "data"),
+        code=library(
+            "pruning", "pipeline", "activations", "snapshots", "layers", "data"
+        ),
     output:
         metrics="results/runs/{run}/parts/pruning.csv",
-    params:
-        steps=analysis_setting("steps"),
+    resources:
+        gpu=1,
     log:
         "results/logs/analyse_pruning/{run}.log",
     benchmark:
         "results/benchmarks/analyse_pruning/{run}.tsv"
     conda:
         "../envs/netdyn.yaml"
+    params:
+        steps=analysis_steps("pruning"),
     script:
         "../workflow_scripts/analyse_pruning.py"
 
@@ -50,16 +56,16 @@ rule analyse_geometry:
     output:
         curves="results/runs/{run}/geometry.csv",
         metrics="results/runs/{run}/parts/geometry.csv",
-    params:
-        steps=analysis_setting("steps"),
-        digit=analysis_setting("geometry_digit"),
-        first=analysis_setting("geometry_first"),
     log:
         "results/logs/analyse_geometry/{run}.log",
     benchmark:
         "results/benchmarks/analyse_geometry/{run}.tsv"
     conda:
         "../envs/netdyn.yaml"
+    params:
+        steps=analysis_steps("geometry"),
+        digit=analysis_setting("geometry_digit"),
+        first=analysis_setting("geometry_first"),
     script:
         "../workflow_scripts/analyse_geometry.py"
 
@@ -72,8 +78,17 @@ rule analyse_basins:
     output:
         curves="results/runs/{run}/basins.csv",
         metrics="results/runs/{run}/parts/basins.csv",
+    log:
+        "results/logs/analyse_basins/{run}.log",
+    benchmark:
+        "results/benchmarks/analyse_basins/{run}.tsv"
+    conda:
+        "../envs/netdyn.yaml"
+    threads: 1
+    resources:
+        gpu=1,
     params:
-        steps=analysis_setting("steps"),
+        steps=analysis_steps("basins"),
         train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
         settings=analysis_setting(
             "samples",
@@ -86,15 +101,6 @@ rule analyse_basins:
             "basin_fraction",
             "seed",
         ),
-    threads: 1
-    resources:
-        gpu=1,
-    log:
-        "results/logs/analyse_basins/{run}.log",
-    benchmark:
-        "results/benchmarks/analyse_basins/{run}.tsv"
-    conda:
-        "../envs/netdyn.yaml"
     script:
         "../workflow_scripts/analyse_basins.py"
 
@@ -103,20 +109,30 @@ rule analyse_projection:
     input:
         snapshots="results/runs/{run}/snapshots",
         data=run_dataset,
-        code=library("projection", "pipeline", "snapshots", "samples", "evaluate", "data", "layers"),
+        code=library(
+            "projection",
+            "pipeline",
+            "snapshots",
+            "samples",
+            "evaluate",
+            "data",
+            "layers",
+        ),
     output:
         curves="results/runs/{run}/projection.csv",
-    params:
-        steps=analysis_setting("steps"),
-        train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
-        digits=analysis_setting("projection_digits"),
-        per_digit=analysis_setting("projection_per_digit"),
+    resources:
+        gpu=1,
     log:
         "results/logs/analyse_projection/{run}.log",
     benchmark:
         "results/benchmarks/analyse_projection/{run}.tsv"
     conda:
         "../envs/netdyn.yaml"
+    params:
+        steps=analysis_steps("projection"),
+        train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
+        digits=analysis_setting("projection_digits"),
+        per_digit=analysis_setting("projection_per_digit"),
     script:
         "../workflow_scripts/analyse_projection.py"
 
@@ -128,16 +144,18 @@ rule analyse_bn_modes:
         code=library("evaluate", "pipeline", "snapshots", "samples", "train", "data"),
     output:
         metrics="results/runs/{run}/parts/bn_modes.csv",
-    params:
-        steps=analysis_setting("steps"),
-        train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
-        test_samples=analysis_setting("test_samples"),
+    resources:
+        gpu=1,
     log:
         "results/logs/analyse_bn_modes/{run}.log",
     benchmark:
         "results/benchmarks/analyse_bn_modes/{run}.tsv"
     conda:
         "../envs/netdyn.yaml"
+    params:
+        steps=analysis_steps("bn_modes"),
+        train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
+        test_samples=analysis_setting("test_samples"),
     script:
         "../workflow_scripts/analyse_bn_modes.py"
 
@@ -151,13 +169,13 @@ rule collect:
     output:
         metrics="results/runs/{run}/metrics.csv",
         events="results/runs/{run}/events.json",
-    params:
-        classes=lambda wildcards: RUNS[wildcards.run]["model"]["classes"],
     log:
         "results/logs/collect/{run}.log",
     benchmark:
         "results/benchmarks/collect/{run}.tsv"
     conda:
         "../envs/netdyn.yaml"
+    params:
+        classes=lambda wildcards: RUNS[wildcards.run]["model"]["classes"],
     script:
         "../workflow_scripts/collect.py"

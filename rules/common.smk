@@ -40,13 +40,39 @@ def analysis_setting(*keys):
 
     def get(wildcards):
         settings = RUNS[wildcards.run]["analysis"]
-        return settings[keys[0]] if len(keys) == 1 else {key: settings[key] for key in keys}
+        return (
+            settings[keys[0]]
+            if len(keys) == 1
+            else {key: settings[key] for key in keys}
+        )
 
     return get
 
 
+def analysis_steps(name):
+    """A params function giving the snapshot steps analysis ``name`` looks at for a run."""
+    return lambda wildcards: RUNS[wildcards.run]["analysis"]["steps_of"][name]
+
+
+def dump_steps(wildcards):
+    """Steps that need an activation dump: those of every requested analysis that reads dumps."""
+    analysis = RUNS[wildcards.run]["analysis"]
+    steps = {
+        s
+        for name in DUMP_ANALYSES
+        if name in analysis["run"]
+        for s in analysis["steps_of"][name]
+    }
+    return sorted(steps)
+
+
 DUMP_ANALYSES = {"rpd", "pruning", "geometry"}
-CURVE_TABLES = {"rpd": "rpd", "basins": "basins", "geometry": "geometry", "projection": "projection"}
+CURVE_TABLES = {
+    "rpd": "rpd",
+    "basins": "basins",
+    "geometry": "geometry",
+    "projection": "projection",
+}
 METRIC_PARTS = {"rpd", "pruning", "basins", "geometry", "bn_modes"}
 
 
@@ -57,14 +83,107 @@ def run_dataset(wildcards):
 def metric_parts(wildcards):
     """The per-analysis metric tables that ``collect`` merges for one run."""
     requested = RUNS[wildcards.run]["analysis"]["run"]
-    return [f"results/runs/{wildcards.run}/parts/{name}.csv" for name in requested if name in METRIC_PARTS]
+    return [
+        f"results/runs/{wildcards.run}/parts/{name}.csv"
+        for name in requested
+        if name in METRIC_PARTS
+    ]
+
+
+FIGURES = config.get("figures", {})
+
+
+def experiments_of(names):
+    return [names] if isinstance(names, str) else list(names)
+
+
+def figure_roles(figure):
+    """``{run folder: role}`` of every run that feeds ``figure``."""
+    roles = {}
+    for role, names in FIGURES[figure].items():
+        for experiment in experiments_of(names):
+            for run, spec in RUNS.items():
+                if spec["experiment"] == experiment:
+                    roles[f"results/runs/{run}"] = role
+    return roles
+
+
+def run_tables(run):
+    """Every table ``collect`` and the curve analyses write for ``run``."""
+    tables = [
+        f"results/runs/{run}/{name}"
+        for name in ("metrics.csv", "events.json", "history.csv", "run.json")
+    ]
+    for name in RUNS[run]["analysis"]["run"]:
+        if name in CURVE_TABLES:
+            tables.append(f"results/runs/{run}/{CURVE_TABLES[name]}.csv")
+    return tables
+
+
+def figure_inputs(wildcards):
+    return [
+        table
+        for folder in figure_roles(wildcards.figure)
+        for table in run_tables(folder.removeprefix("results/runs/"))
+    ]
+
+
+def experiment_runs(experiment):
+    return [run for run, spec in RUNS.items() if spec["experiment"] == experiment]
+
+
+def claim_roles():
+    """``{run folder: role}`` over every figure, for the claims scorecard (a run keeps its first role)."""
+    roles = {}
+    for figure in FIGURES:
+        for folder, role in figure_roles(figure).items():
+            roles.setdefault(folder, role)
+    return roles
+
+
+def caption_text(figure):
+    """The figure's caption (report/{figure}.rst), which says what it shows and which claim it tests."""
+    return open(os.path.join(workflow.basedir, "report", f"{figure}.rst")).read()
+
+
+def figure_experiments(figure):
+    """The resolved training and analysis settings of the experiments behind a figure, for its caption."""
+    settings = {}
+    for role, names in FIGURES[figure].items():
+        for experiment in experiments_of(names):
+            runs = experiment_runs(experiment)
+            settings[experiment] = {
+                "role": role,
+                "runs": runs,
+                "first_run": RUNS[runs[0]],
+            }
+    return settings
+
+
+def claims_context():
+    """What the claims scorecard needs to know beyond the tables (e.g. the dataset of each role)."""
+    datasets = {spec["dataset"] for spec in RUNS.values()}
+    sources = {dataset_definition(config, name)["source"] for name in datasets}
+    return {"datasets": sorted(datasets), "sources": sorted(sources)}
 
 
 def all_outputs():
     outputs = []
     for run, spec in RUNS.items():
-        outputs += [f"results/runs/{run}/metrics.csv", f"results/runs/{run}/events.json"]
+        outputs += [
+            f"results/runs/{run}/metrics.csv",
+            f"results/runs/{run}/events.json",
+        ]
         for name in spec["analysis"]["run"]:
             if name in CURVE_TABLES:
                 outputs.append(f"results/runs/{run}/{CURVE_TABLES[name]}.csv")
+    experiments = sorted({spec["experiment"] for spec in RUNS.values()})
+    outputs += [f"results/tables/{experiment}.csv" for experiment in experiments]
+    outputs += [
+        f"results/figures/{figure}.{ext}"
+        for figure in FIGURES
+        for ext in ("png", "pdf", "csv")
+    ]
+    if FIGURES:
+        outputs.append("results/claims.csv")
     return outputs

@@ -12,6 +12,7 @@ for diverged or missing runs, and a line plotter that records exactly what it dr
 from __future__ import annotations
 
 import math
+import numbers
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -57,11 +58,17 @@ def final_steps(scalar: pd.DataFrame) -> dict[str, int]:
     return {run: int(step) for run, step in scalar.groupby("run")["step"].max().items()}
 
 
+def diverged_note(run: str, step: object) -> str:
+    """``run: diverged at step N`` (the step read back from a float column prints without ``.0``)."""
+    known = isinstance(step, numbers.Real) and math.isfinite(step)
+    return f"{run}: diverged at step {int(step)}" if known else f"{run}: diverged"
+
+
 def live_runs(runs: pd.DataFrame, gaps: list[str]) -> pd.DataFrame:
     """The runs that did not diverge; each diverged run adds a note to ``gaps``."""
     diverged = runs["status"] == "diverged"
     for _, row in runs[diverged].iterrows():
-        gaps.append(f"{row['run']}: diverged at step {row['diverged_at']}")
+        gaps.append(diverged_note(row["run"], row["diverged_at"]))
     return runs[~diverged]
 
 
@@ -107,7 +114,8 @@ def sweep_points(
     for run in points.loc[missing_x, "run"]:
         gaps.append(f"{run}: {x_column} not set")
     points = points[~missing_x]
-    key = points[series_column] if series_column else pd.Series("", index=points.index)
+    key = points.get(series_column, pd.Series(np.nan, index=points.index)) if series_column else ""
+    key = pd.Series(key, index=points.index)
     return pd.DataFrame(
         {
             "key": key,
@@ -131,16 +139,16 @@ def final_curve(frame: pd.DataFrame, scalar: pd.DataFrame, run: str, **match: ob
 
 
 def draw_lines(ax: plt.Axes, points: pd.DataFrame, panel: str, x_name: str, y_name: str, **style) -> pd.DataFrame:
-    """Plot one line per series (sorted by ``key`` then x; seeds at the same x are averaged); return the plotted rows."""
+    """One line per series (ordered by ``key``, then x; seeds at one x are averaged); returns the plotted rows."""
     if points.empty:
         return pd.DataFrame(columns=PLOTTED_COLUMNS)
     points = points.assign(key=points.get("key", points["series"]))
     averaged = (
-        points.groupby(["key", "series", "x"], sort=True)
+        points.groupby(["key", "series", "x"], sort=True, dropna=False)
         .agg(y=("y", "mean"), run=("run", lambda r: ";".join(sorted(r))), step=("step", "max"))
         .reset_index()
     )
-    for series, line in averaged.groupby(["key", "series"], sort=True):
+    for series, line in averaged.groupby(["key", "series"], sort=True, dropna=False):
         ax.plot(line["x"], line["y"], label=series[1] or None, **({"marker": "o"} | style))
     return averaged.drop(columns="key").assign(panel=panel, x_name=x_name, y_name=y_name)[PLOTTED_COLUMNS]
 
@@ -254,7 +262,7 @@ def panel_b(ax: plt.Axes, scalar: pd.DataFrame, tanh_run: str | None, linear_run
         points = pd.DataFrame({"key": order, "series": label, "x": rows["step"], "y": rows["value"], "run": run})
         frames.append(draw_lines(ax, points.assign(step=rows["step"]), "b", "step", metric, marker="."))
     ax.set_xscale("symlog", linthresh=1)  # log steps, with step 0 kept visible
-    ax.set(xlabel="training step", ylabel="test accuracy", title=f"largest n: {tanh_run}")
+    ax.set(xlabel="training step", ylabel="test accuracy")
     plotted = concat(frames)
     finish(ax, gaps, len(plotted) > 0, "no largest-n run")
     return plotted
@@ -266,8 +274,6 @@ def panel_rpd(
     gaps: list[str] = []
     runs = {label: run for label, run in (("NNN-Tanh", tanh), ("LNN", linear)) if run is not None}
     plotted = rpd_lines(ax, tables, scalar, runs, panel, layer, gaps)
-    n_text = ", ".join(sorted({str(r) for r in runs.values()}))
-    ax.set_title(n_text, fontsize=6)
     finish(ax, gaps, len(plotted) > 0, "no run")
     return plotted
 
@@ -283,10 +289,10 @@ def panel_e(ax: plt.Axes, tables: RunTables, run: str | None, layer: int, checkp
         points = pd.DataFrame(
             {"key": step, "series": f"step {step}", "x": curve["bin_center"], "y": curve["density"], "run": run}
         )
-        frames.append(draw_lines(ax, points.assign(step=step), "e", "normalized rank", "RPD density", marker=None,
-                                 color=colour))  # fmt: skip
+        style = {"marker": None, "color": colour}
+        frames.append(draw_lines(ax, points.assign(step=step), "e", "normalized rank", "RPD density", **style))
     ax.axhline(1.0, color="0.7", lw=0.6, ls=":")
-    ax.set(xlabel="normalized rank ρ", ylabel="RPD density", title=f"{run}")
+    ax.set(xlabel="normalized rank ρ", ylabel="RPD density")
     plotted = concat(frames)
     finish(ax, [] if run is None or steps else [f"{run}: no RPD"], len(plotted) > 0, "no largest-n tanh run")
     return plotted
@@ -324,6 +330,7 @@ def draw(
             panel_gradient(axes[5], scalar, large[0], layer),
         ]
     )
-    axes[2].set_title("(c) smallest n", loc="left", fontweight="bold")
-    axes[3].set_title("(d) largest n", loc="left", fontweight="bold")
+    n_of = dict(zip(tanh["run"], tanh["n"], strict=True)) | dict(zip(linear["run"], linear["n"], strict=True))
+    for ax, label, run in zip(axes[1:5], "bcde", (large[0], small[0], large[0], large[0]), strict=True):
+        ax.set_title(f"({label}) n = {n_of[run]:.0f}" if run else f"({label})", loc="left", fontweight="bold")
     return fig, plotted

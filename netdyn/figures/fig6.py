@@ -1,4 +1,4 @@
-"""Figure 6: grokking of the Omnigrok-style MNIST net, its input basin and 2-D projections (methods.md §13, §12, §7, §10).
+"""Figure 6: grokking of the Omnigrok-style net, its input basin and 2-D projections (methods.md §13, §12, §7, §10).
 
 (a) train/test accuracy over steps (solid) and the accuracy of noisy training samples at fixed input-noise
 amplitudes over steps (dashed, basins.csv space ``input_tracked``); (b) training-sample accuracy against the
@@ -55,7 +55,7 @@ def divergence(tables: RunTables, run: str) -> str | None:
 
 
 def run_rows(frame: pd.DataFrame, run: str, **equal: Any) -> pd.DataFrame:
-    """Rows of ``frame`` for ``run`` whose columns equal the given values; empty when the table or a column is missing."""
+    """Rows of ``frame`` for ``run`` whose columns equal the given values; empty if the table or a column is missing."""
     if frame.empty or "run" not in frame.columns or any(column not in frame.columns for column in equal):
         return frame.iloc[:0]
     keep = frame["run"] == run
@@ -87,8 +87,9 @@ def step_axis(ax: plt.Axes) -> None:
     ax.set_xlabel("step")
 
 
-def curve(ax: plt.Axes, x: pd.Series, y: pd.Series, panel: str, series: str, x_name: str, y_name: str, run: str,
-          **style: Any) -> pd.DataFrame:  # fmt: skip
+def curve(
+    ax: plt.Axes, x: pd.Series, y: pd.Series, panel: str, series: str, x_name: str, y_name: str, run: str, **style: Any
+) -> pd.DataFrame:
     """Draw y(x) without its missing values (gaps, never zeros) and return the drawn numbers."""
     frame = pd.DataFrame({"x": pd.to_numeric(x, errors="coerce"), "y": pd.to_numeric(y, errors="coerce")})
     frame = frame.dropna().sort_values("x", kind="stable")
@@ -111,8 +112,9 @@ def history_curves(ax: plt.Axes, tables: RunTables, run: str, panel: str, column
     return drawn
 
 
-def projection_points(tables: RunTables, run: str, split: str, bn_mode: str, step: int,
-                      digits: Sequence[int] | None = None) -> tuple[pd.DataFrame, int | None]:  # fmt: skip
+def projection_points(
+    tables: RunTables, run: str, split: str, bn_mode: str, step: int, digits: Sequence[int] | None = None
+) -> tuple[pd.DataFrame, int | None]:
     """The run's projection rows at the available step nearest to ``step`` (and that step)."""
     frame = run_rows(tables.projection, run, split=split, bn_mode=bn_mode)
     if digits is not None and len(frame):
@@ -121,43 +123,81 @@ def projection_points(tables: RunTables, run: str, split: str, bn_mode: str, ste
     return (frame[frame["step"] == used] if used is not None else frame), used
 
 
-def projection_panel(ax: plt.Axes, tables: RunTables, run: str, panel: str, split: str, bn_mode: str, step: int,
-                     when: str, digits: Sequence[int] | None = None) -> pd.DataFrame:  # fmt: skip
+def projection_panel(
+    ax: plt.Axes,
+    tables: RunTables,
+    run: str,
+    panel: str,
+    split: str,
+    bn_mode: str,
+    step: int,
+    when: str,
+    digits: Sequence[int] | None = None,
+) -> pd.DataFrame:
     """Scatter h1 vs h2 of one split at one checkpoint, coloured by digit (methods.md §10)."""
     frame, used = projection_points(tables, run, split, bn_mode, step, digits)
     if used is None or frame.empty:
         note(ax, f"{run}: no {split} projection (bn_mode {bn_mode})")
         return frame.iloc[:0]
     for digit, group in frame.groupby("label", sort=True):
-        ax.scatter(group["h1"], group["h2"], s=4, color=DIGIT_COLORS(int(digit) % 10), alpha=0.6, linewidths=0,
-                   label=str(digit))  # fmt: skip
+        ax.scatter(
+            group["h1"],
+            group["h2"],
+            s=4,
+            color=DIGIT_COLORS(int(digit) % 10),
+            alpha=0.6,
+            linewidths=0,
+            label=str(digit),
+        )
     ax.legend(title="digit", markerscale=2, loc="best")
     ax.set_title(f"{split}, {when} ({step_label(used, step)})")
     ax.set_xlabel("$h_1$")
     ax.set_ylabel("$h_2$")
-    drawn = frame.assign(panel=panel, series="digit " + frame["label"].astype(str), x=frame["h1"], y=frame["h2"],
-                         x_name="h1", y_name="h2", step_requested=step, when=when)  # fmt: skip
+    drawn = frame.assign(
+        panel=panel,
+        series="digit " + frame["label"].astype(str),
+        x=frame["h1"],
+        y=frame["h2"],
+        x_name="h1",
+        y_name="h2",
+        step_requested=step,
+        when=when,
+    )
     return drawn.drop(columns=["h1", "h2"])
 
 
-def share_limits(axes: Sequence[plt.Axes], max_ratio: float = 10.0) -> None:
-    """Give the panels that hold data one common x and y range, so before/after pairs compare by eye.
-
-    Not sensible when one cloud is more than ``max_ratio`` times wider than the other (it would shrink to a dot):
-    then each panel keeps its own range.
-    """
-    full = [ax for ax in axes if ax.has_data()]
-    if len(full) < 2:
-        return
-    for get, set_ in ((plt.Axes.get_xlim, plt.Axes.set_xlim), (plt.Axes.get_ylim, plt.Axes.set_ylim)):
-        limits = np.array([get(ax) for ax in full])
-        spans = limits[:, 1] - limits[:, 0]
+def comparable(axes: Sequence[plt.Axes], max_ratio: float = 10.0) -> bool:
+    """Whether panels can share one range: both hold data and neither cloud is ``max_ratio`` times wider (in x or
+    y) than the other, which would shrink it to a dot."""
+    if not all(ax.has_data() for ax in axes):
+        return False
+    for get in (plt.Axes.get_xlim, plt.Axes.get_ylim):
+        spans = np.diff(np.array([get(ax) for ax in axes]), axis=1)
         if spans.max() > max_ratio * spans.min():
-            return
+            return False
+    return True
+
+
+def share_limits(axes: Sequence[plt.Axes]) -> None:
+    """Give the panels one common x and y range (the union of their own ranges)."""
     for get, set_ in ((plt.Axes.get_xlim, plt.Axes.set_xlim), (plt.Axes.get_ylim, plt.Axes.set_ylim)):
-        limits = np.array([get(ax) for ax in full])
-        for ax in full:
+        limits = np.array([get(ax) for ax in axes])
+        for ax in axes:
             set_(ax, limits[:, 0].min(), limits[:, 1].max())
+
+
+def share_pairs(before_after: Sequence[tuple[plt.Axes, plt.Axes]]) -> None:
+    """Share the range of each before/after pair so they compare by eye; where that is not sensible (scales differ
+    by more than 10x), share instead the panels of one checkpoint, consecutive pairs being train then test of one
+    mode (same SVD basis, so one sees test points land on the training clusters, §10)."""
+    if all(comparable(pair) for pair in before_after):
+        for pair in before_after:
+            share_limits(pair)
+        return
+    for (before_1, after_1), (before_2, after_2) in zip(before_after[::2], before_after[1::2], strict=True):
+        for same_step in ((before_1, before_2), (after_1, after_2)):
+            if comparable(same_step):
+                share_limits(same_step)
 
 
 def note_all(axes: Sequence[plt.Axes], text: str) -> None:
@@ -222,8 +262,9 @@ def basin_panel(ax: plt.Axes, tables: RunTables, run: str, checkpoints: tuple[in
         used = nearest_step(basins["step"], requested)
         rows = basins[basins["step"] == used]
         series = f"{when} ({step_label(used, requested)})"
-        part = curve(ax, rows["amplitude"], rows["accuracy"], "b", series, "amplitude", "accuracy", run, color=color,
-                     marker="o")  # fmt: skip
+        part = curve(
+            ax, rows["amplitude"], rows["accuracy"], "b", series, "amplitude", "accuracy", run, color=color, marker="o"
+        )
         drawn.append(part.assign(step=used, step_requested=requested, when=when))
     ax.set_xscale("log")
     ax.set_xlabel("input-noise amplitude $\\epsilon$")
@@ -233,7 +274,9 @@ def basin_panel(ax: plt.Axes, tables: RunTables, run: str, checkpoints: tuple[in
     return drawn
 
 
-def draw(tables: RunTables, *, run: str | None = None, digits: Sequence[int] | None = None) -> tuple[plt.Figure, pd.DataFrame]:  # fmt: skip
+def draw(
+    tables: RunTables, *, run: str | None = None, digits: Sequence[int] | None = None
+) -> tuple[plt.Figure, pd.DataFrame]:
     """Fig. 6 of the ``grokking`` run (or ``run``); ``digits`` = the digits to project (default: all in the table)."""
     run = pick_run(tables, "grokking", run)
     fig, axes = panels(2, 3, f"Fig. 6: grokking of {run}" if run else "Fig. 6: grokking")
@@ -249,10 +292,10 @@ def draw(tables: RunTables, *, run: str | None = None, digits: Sequence[int] | N
         note_all(axes[1:], f"{run}: no grokking checkpoints (events.json)")
         return fig, plotted_table(drawn)
     drawn += basin_panel(axes[1], tables, run, checkpoints)
-    for (panel, ax), split, when in zip(zip("cdef", axes[2:], strict=True), ("train", "train", "test", "test"),
-                                        ("before", "after") * 2, strict=True):  # fmt: skip
+    for (panel, ax), split, when in zip(
+        zip("cdef", axes[2:], strict=True), ("train", "train", "test", "test"), ("before", "after") * 2, strict=True
+    ):
         step = checkpoints[0] if when == "before" else checkpoints[1]
         drawn.append(projection_panel(ax, tables, run, panel, split, "eval", step, when, digits))
-    share_limits(axes[2:4])
-    share_limits(axes[4:6])
+    share_pairs([(axes[2], axes[3]), (axes[4], axes[5])])
     return fig, plotted_table(drawn)

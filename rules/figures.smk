@@ -1,0 +1,84 @@
+# Tables across runs, the figures of the paper, and the claims scorecard.
+
+
+localrules:
+    aggregate,
+    figure,
+    claims,
+
+
+rule aggregate:
+    input:
+        runs=lambda wildcards: [
+            f"results/runs/{run}/{name}"
+            for run in experiment_runs(wildcards.experiment)
+            for name in ("metrics.csv", "run.json")
+        ],
+        code=library("collection", "pipeline"),
+    output:
+        "results/tables/{experiment}.csv",
+    log:
+        "results/logs/aggregate/{experiment}.log",
+    conda:
+        "../envs/netdyn.yaml"
+    params:
+        folders=lambda wildcards: [
+            f"results/runs/{run}" for run in experiment_runs(wildcards.experiment)
+        ],
+    script:
+        "../workflow_scripts/aggregate.py"
+
+
+rule figure:
+    input:
+        tables=figure_inputs,
+        code=lambda wildcards: library(
+            f"figures/{wildcards.figure}", "figures/style", "collection", "dynamics"
+        ),
+    output:
+        png=report(
+            "results/figures/{figure}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"figure": "{figure}"},
+        ),
+        pdf="results/figures/{figure}.pdf",
+        csv="results/figures/{figure}.csv",
+    log:
+        "results/logs/figure/{figure}.log",
+    wildcard_constraints:
+        figure="fig[2-9]",
+    conda:
+        "../envs/netdyn.yaml"
+    params:
+        roles=lambda wildcards: figure_roles(wildcards.figure),
+        caption=lambda wildcards: caption_text(wildcards.figure),
+        experiments=lambda wildcards: figure_experiments(wildcards.figure),
+    script:
+        "../workflow_scripts/figure.py"
+
+
+rule claims:
+    input:
+        tables=lambda wildcards: [
+            table
+            for folder in claim_roles()
+            for table in run_tables(folder.removeprefix("results/runs/"))
+        ],
+        criteria="report/claims.md",
+        code=library("claims", "collection", "dynamics"),
+    output:
+        report(
+            "results/claims.csv",
+            caption="../report/claims.rst",
+            category="Claims scorecard",
+        ),
+    log:
+        "results/logs/claims.log",
+    conda:
+        "../envs/netdyn.yaml"
+    params:
+        roles=lambda wildcards: claim_roles(),
+        context=lambda wildcards: claims_context(),
+    script:
+        "../workflow_scripts/claims.py"

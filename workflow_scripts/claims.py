@@ -1,0 +1,16 @@
+"""Rule claims: the verdict on each of the paper's ten claims, computed from the metrics (netdyn.claims)."""
+
+from netdyn.atomic import write_csv
+from netdyn.claims import evaluate
+from netdyn.collection import load_runs
+from netdyn.workflow import logged
+
+with logged(snakemake.log[0]):
+    by_role = {}
+    for folder, role in snakemake.params.roles.items():
+        by_role.setdefault(role, []).append(folder)
+    roles = {folder.removeprefix("results/runs/"): role for folder, role in snakemake.params.roles.items()}
+    tables = {role: load_runs(folders, roles=roles) for role, folders in by_role.items()}
+    scorecard = evaluate(tables, snakemake.params.context)
+    write_csv(snakemake.output[0], scorecard)
+    print(scorecard.to_string(index=False))

@@ -1,0 +1,14 @@
+"""Rule figure: one figure of the paper, its PDF and the CSV of the numbers it plots (netdyn.figures)."""
+
+import importlib
+
+from netdyn.collection import load_runs
+from netdyn.figures import style
+from netdyn.workflow import logged
+
+with logged(snakemake.log[0]):
+    roles = {folder.removeprefix("results/runs/"): role for folder, role in snakemake.params.roles.items()}
+    tables = load_runs(snakemake.params.roles, roles=roles)
+    module = importlib.import_module(f"netdyn.figures.{snakemake.wildcards.figure}")
+    figure, plotted = module.draw(tables)
+    style.save(figure, plotted, snakemake.output.png, snakemake.output.pdf, snakemake.output.csv)
