@@ -12,12 +12,32 @@ from netdyn.config import load_config, load_yaml
 from tests.conftest import ROOT
 
 SCHEMA = ROOT / "schemas" / "config.schema.yaml"
-GPU_RULES = {"train", "dump_activations", "analyse_rpd", "analyse_pruning", "analyse_basins", "analyse_projection", "analyse_bn_modes"}  # fmt: skip
+GPU_RULES = {
+    "train",
+    "dump_activations",
+    "analyse_rpd",
+    "analyse_pruning",
+    "analyse_basins",
+    "analyse_projection",
+    "analyse_bn_modes",
+}
 
 
 def job_counts(preset: str) -> dict[str, int]:
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", preset, "--quiet", "rules"],
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--forceall",
+            "--cores",
+            "1",
+            "--configfile",
+            preset,
+            "--quiet",
+            "rules",
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,
