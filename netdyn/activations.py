@@ -166,12 +166,7 @@ def dump_run(
     train_rows = analysis_indices(train_labels, training_indices(train_labels, train_spec), samples)
     test_rows = analysis_indices(test_labels, np.arange(len(test_labels)), test_samples)
     dumped = []
-    for step in steps:
-        path = Path(snapshot_dir) / snapshots.snapshot_name(step)
-        if snapshots.is_diverged(path):
-            log(f"step {step}: diverged snapshot, not dumped")
-            continue
-        model, _ = snapshots.load_snapshot(path)
+    for step, model in snapshots.iter_models(snapshot_dir, steps, log=log):
         model_dtype = next(model.parameters()).dtype
         splits = {
             "train": (train_rows, data.train_x[train_rows].to(model_dtype), data.train_y[train_rows]),

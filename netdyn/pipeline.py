@@ -46,14 +46,7 @@ def metric_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 def models(snapshot_dir: str | os.PathLike, steps: Sequence[int], log=print) -> Iterator[tuple[int, nn.Sequential]]:
     """``(step, model)`` for every analysed step whose snapshot holds weights, on the analysis device."""
-    device = analysis_device()
-    for step in steps:
-        path = Path(snapshot_dir) / snapshots.snapshot_name(step)
-        if snapshots.is_diverged(path):
-            log(f"step {step}: the run had diverged; skipped")
-            continue
-        model, _ = snapshots.load_snapshot(path)
-        yield step, model.to(device)
+    return snapshots.iter_models(snapshot_dir, steps, analysis_device(), log)
 
 
 def dumps(dump_dir: str | os.PathLike, steps: Sequence[int], split: str = "train") -> Iterator[tuple[int, dict]]:

@@ -84,3 +84,14 @@ def load_snapshot(path: str | os.PathLike) -> tuple[nn.Sequential, dict[str, Any
     model.eval()
     meta = {key: value for key, value in payload.items() if key != "state_dict"}
     return model, meta
+
+
+def iter_models(snapshot_dir: str | os.PathLike, steps, device: str | torch.device = "cpu", log=print):
+    """``(step, model)`` for every given step whose snapshot holds weights; divergence markers are skipped."""
+    for step in steps:
+        path = Path(snapshot_dir) / snapshot_name(step)
+        if is_diverged(path):
+            log(f"step {step}: the run had diverged; skipped")
+            continue
+        model, _ = load_snapshot(path)
+        yield step, model.to(device)
