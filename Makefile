@@ -20,6 +20,10 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report results/report.html
+	@echo "Figures: results/figures/  Claims: results/claims.csv  Report: results/report.html"
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
 
 test: $(STAMP) lint test-data
 	$(BIN)/python -m pytest -q

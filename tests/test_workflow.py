@@ -20,7 +20,9 @@ pytestmark = pytest.mark.slow
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 
 
-WORKFLOW_PARTS = ("Snakefile", "rules", "workflow_scripts", "schemas", "profiles", "envs", "netdyn")
+WORKFLOW_PARTS = ("Snakefile", "rules", "workflow_scripts", "schemas", "profiles", "envs", "netdyn", "report")
+# Pixel size of each figure: panels of 3.2 x 2.6 inches at 150 dpi (netdyn/figures/style.py).
+FIGURE_GRIDS = {2: (2, 3), 3: (2, 3), 4: (2, 3), 5: (2, 2), 6: (2, 3), 7: (3, 4), 8: (2, 2), 9: (2, 2)}
 
 
 def copy_workflow(target: Path) -> Path:
@@ -127,6 +129,23 @@ def test_a_diverged_run_is_reported_not_analysed(tiny_workflow):
     metrics = pd.read_csv(run / "metrics.csv")
     assert not metrics["metric"].isin(["rpd_gradient", "basin_input", "basin_weight"]).any()
     assert pd.read_csv(run / "basins.csv").empty and pd.read_csv(run / "rpd.csv").empty
+
+
+def test_every_figure_the_scorecard_and_the_report(tiny_workflow):
+    from PIL import Image
+
+    figures = tiny_workflow / "results" / "figures"
+    for number, (rows, cols) in FIGURE_GRIDS.items():
+        png = figures / f"fig{number}.png"
+        assert Image.open(png).size == (round(cols * 3.2 * 150), round(rows * 2.6 * 150)), png.name
+        assert (figures / f"fig{number}.pdf").stat().st_size > 1000
+        assert {"panel", "series", "x", "y"} <= set(pd.read_csv(figures / f"fig{number}.csv").columns)
+    claims = pd.read_csv(tiny_workflow / "results" / "claims.csv")
+    assert claims["claim"].tolist() == list(range(1, 11))
+    assert set(claims["verdict"]) <= {"reproduced", "not reproduced", "inconclusive"}
+    snakemake(tiny_workflow, "--report", "results/report.html")
+    report = (tiny_workflow / "results" / "report.html").read_text()
+    assert "fig9.png" in report and "claims.csv" in report
 
 
 def test_nothing_reruns_without_a_change(tiny_workflow):
