@@ -48,7 +48,8 @@ IDX_FILES = {
 }
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049  # 0x0803: ubyte, 3 dims; 0x0801: ubyte, 1 dim
 DOWNLOAD_SOURCES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}
-SOURCES = ("mnist5k", "idx", *DOWNLOAD_SOURCES)
+SOURCES = ("mnist5k", "idx", "arrays", *DOWNLOAD_SOURCES)
+ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 MNIST5K_TEST = 1000
 
 Arrays = dict[str, np.ndarray]
@@ -241,7 +242,46 @@ def _read_source(spec: Mapping[str, Any], out_path: Path, log: Callable[[str], N
         return read_idx_folder(spec["path"])
     if source in DOWNLOAD_SOURCES:
         return _download(spec, Path(spec.get("cache", out_path.parent / "downloads")), log)
+    if source == "arrays":
+        if not spec.get("path"):
+            raise DataError(f"{out_path}: source 'arrays' needs a 'path' to an .npz or HDF5 file")
+        return read_arrays(spec["path"])
     raise DataError(f"{out_path}: unknown source {source!r} (known: {', '.join(SOURCES)})")
+
+
+def read_arrays(path: str | os.PathLike) -> tuple[Arrays, Digests]:
+    """A user's own data: an ``.npz`` or HDF5 file with ``x_train``, ``y_train``, ``x_test``, ``y_test``.
+
+    Features may have any shape (they are flattened) and are stored as float32, unscaled; labels must be
+    integers 0..C-1.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file is missing")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path) as archive:
+                found = {key: archive[key] for key in ARRAY_KEYS if key in archive}
+        else:
+            with h5py.File(path, "r") as handle:
+                found = {key: handle[key][()] for key in ARRAY_KEYS if key in handle}
+    except (OSError, ValueError, zlib.error) as error:
+        raise DataError(f"{path}: not a readable .npz or HDF5 file ({_one_line(error)})") from None
+    missing = [key for key in ARRAY_KEYS if key not in found]
+    if missing:
+        raise DataError(f"{path}: missing array(s) {', '.join(missing)} (needs {', '.join(ARRAY_KEYS)})")
+    arrays = {}
+    for split in ("train", "test"):
+        x, y = found[f"x_{split}"], found[f"y_{split}"]
+        if len(x) != len(y):
+            raise DataError(f"{path}: x_{split} has {len(x)} rows but y_{split} has {len(y)}")
+        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+            raise DataError(f"{path}: y_{split} must hold integer class labels 0..C-1")
+        arrays[f"{split}_images"] = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
+        arrays[f"{split}_labels"] = np.asarray(y, dtype=np.int64)
+    if arrays["train_images"].shape[1] != arrays["test_images"].shape[1]:
+        raise DataError(f"{path}: x_train and x_test have different numbers of features")
+    return arrays, {path.name: _digest(path)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -287,7 +327,10 @@ def _read_h5(path: Path) -> list[np.ndarray]:
     except (OSError, KeyError, ValueError) as error:
         raise DataError(f"{path}: unreadable, truncated or foreign dataset file ({_one_line(error)})") from None
     for images, labels in (arrays[:2], arrays[2:]):
-        if images.dtype != np.uint8 or labels.dtype != np.uint8 or images.ndim != 3 or len(images) != len(labels):
+        image_layout = images.dtype == np.uint8 and images.ndim == 3  # 28x28 pixels
+        feature_layout = images.dtype == np.float32 and images.ndim == 2  # a user's own features (source arrays)
+        integer_labels = labels.dtype in (np.uint8, np.int64)
+        if not (image_layout or feature_layout) or not integer_labels or len(images) != len(labels):
             raise DataError(
                 f"{path}: bad layout (images {images.dtype}{images.shape}, labels {labels.dtype}{labels.shape})"
             )
@@ -295,14 +338,16 @@ def _read_h5(path: Path) -> list[np.ndarray]:
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Dataset:
-    """The dataset as flat [N, 784] tensors in [0, 1] (``dtype``) and int64 labels, all on ``device``."""
+    """The dataset as flat [N, features] tensors (pixels scaled to [0, 1]; a user's own features as stored)
+    in ``dtype``, and int64 labels, all on ``device``."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: dataset file is missing")
     train_images, train_labels, test_images, test_labels = _read_h5(path)
 
     def images(values: np.ndarray) -> torch.Tensor:  # move uint8 (4x smaller), then convert on the device
-        return torch.as_tensor(values.reshape(len(values), -1), device=device).to(dtype) / 255.0
+        flat = torch.as_tensor(values.reshape(len(values), -1), device=device).to(dtype)
+        return flat / 255.0 if values.dtype == np.uint8 else flat
 
     def labels(values: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(values, device=device).long()
