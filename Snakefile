@@ -8,7 +8,10 @@ min_version("9.0")
 report: "report/workflow.rst"
 
 
-configfile: "config.yaml"
+# The default experiment set, unless `--configfile` names another (a preset replaces it, never merges).
+if not workflow.config_settings.configfiles:
+
+    configfile: "config.yaml"
 
 
 include: "rules/common.smk"

@@ -248,7 +248,36 @@ def _resolve_analysis(analysis: dict[str, Any], snapshots: list[int], where: str
 
 def training_spec(run: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a run spec that shapes its weights: changing anything else never retrains."""
-    return {key: run[key] for key in ("run", "experiment", "dataset", "model", "train", "snapshots")}
+    keys = ("run", "experiment", "dataset", "model", "train", "snapshots", "external")
+    return {key: run[key] for key in keys if key in run}
+
+
+def _external_runs(
+    config: Mapping[str, Any], name: str, external: Mapping[str, Any], base: dict[str, Any], analysis: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Runs of an ``external`` experiment: one per label, its snapshot steps read from the checkpoint names."""
+    from netdyn.external import ExternalRunError, checkpoint_files
+
+    runs = {}
+    where = f"experiments.{name}.external"
+    for label, location in external["runs"].items():
+        try:
+            files = checkpoint_files(
+                location, step_pattern=external.get("step_pattern"), steps_csv=external.get("steps_csv")
+            )
+        except (ExternalRunError, OSError) as error:
+            raise ConfigError(f"{where}.runs.{label}: {error}") from None
+        spec = _merge(base, {"train": {"steps": max(max(files), 1), "epochs": None}, "snapshots": sorted(files)})
+        resolved = _resolve(config, spec, f"experiments.{name}")
+        resolved["snapshots"] = sorted(files)  # exactly the checkpoints there are
+        resolved["external"] = {
+            "files": {str(step): path for step, path in files.items()},
+            "model": resolved["model"] if "model" in base else None,
+            "model_yaml": external.get("model_yaml"),
+        }
+        resolved["analysis"] = _resolve_analysis(analysis, resolved["snapshots"], f"experiments.{name}.analysis")
+        runs[f"{name}/{label}"] = {"run": f"{name}/{label}", "experiment": name, **resolved}
+    return runs
 
 
 def expand_runs(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -257,8 +286,11 @@ def expand_runs(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[st
     runs: dict[str, dict[str, Any]] = {}
     defaults = config.get("defaults", {})
     for name, experiment in config["experiments"].items():
-        base = _merge(defaults, {k: v for k, v in experiment.items() if k not in ("sweep", "analysis")})
+        base = _merge(defaults, {k: v for k, v in experiment.items() if k not in ("sweep", "analysis", "external")})
         analysis = {**ANALYSIS_DEFAULTS, **config.get("analysis", {}), **experiment.get("analysis", {})}
+        if "external" in experiment:
+            runs.update(_external_runs(config, name, experiment["external"], base, analysis))
+            continue
         sweep = experiment.get("sweep", {})
         for axis in sweep:
             section, _, field = axis.partition(".")

@@ -123,8 +123,6 @@ def collect(
     history_path: str | os.PathLike,
     run_json_path: str | os.PathLike,
     part_paths: Sequence[str | os.PathLike],
-    *,
-    classes: int = 10,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The run's long metrics table (history plus every analysis part) and its events (methods.md §10, §11)."""
     from netdyn.dynamics import events
@@ -135,6 +133,8 @@ def collect(
     frames = [metric_frame(history_metrics(run, history)), *[metric_frame(part.to_dict("records")) for part in parts]]
     metrics = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else frames[0]
     metrics = metrics.sort_values(["step", "metric", "layer"], kind="stable", ignore_index=True)
+    metrics["note"] = metrics["note"].fillna("")
+    classes = record["spec"]["model"]["classes"]
     return metrics, events(history, record, chance=1.0 / classes)
 
 

@@ -9,14 +9,14 @@ rule analyse_rpd:
     output:
         curves="results/runs/{run}/rpd.csv",
         metrics="results/runs/{run}/parts/rpd.csv",
-    resources:
-        gpu=1,
     log:
         "results/logs/analyse_rpd/{run}.log",
     benchmark:
         "results/benchmarks/analyse_rpd/{run}.tsv"
     conda:
         "../envs/netdyn.yaml"
+    resources:
+        gpu=1,
     params:
         steps=analysis_steps("rpd"),
         bins=analysis_setting("rpd_bins"),
@@ -34,14 +34,14 @@ rule analyse_pruning:
         ),
     output:
         metrics="results/runs/{run}/parts/pruning.csv",
-    resources:
-        gpu=1,
     log:
         "results/logs/analyse_pruning/{run}.log",
     benchmark:
         "results/benchmarks/analyse_pruning/{run}.tsv"
     conda:
         "../envs/netdyn.yaml"
+    resources:
+        gpu=1,
     params:
         steps=analysis_steps("pruning"),
     script:
@@ -120,14 +120,14 @@ rule analyse_projection:
         ),
     output:
         curves="results/runs/{run}/projection.csv",
-    resources:
-        gpu=1,
     log:
         "results/logs/analyse_projection/{run}.log",
     benchmark:
         "results/benchmarks/analyse_projection/{run}.tsv"
     conda:
         "../envs/netdyn.yaml"
+    resources:
+        gpu=1,
     params:
         steps=analysis_steps("projection"),
         train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
@@ -144,14 +144,14 @@ rule analyse_bn_modes:
         code=library("evaluate", "pipeline", "snapshots", "samples", "train", "data"),
     output:
         metrics="results/runs/{run}/parts/bn_modes.csv",
-    resources:
-        gpu=1,
     log:
         "results/logs/analyse_bn_modes/{run}.log",
     benchmark:
         "results/benchmarks/analyse_bn_modes/{run}.tsv"
     conda:
         "../envs/netdyn.yaml"
+    resources:
+        gpu=1,
     params:
         steps=analysis_steps("bn_modes"),
         train_spec=lambda wildcards: RUNS[wildcards.run]["train"],

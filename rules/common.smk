@@ -1,5 +1,6 @@
 # Shared helpers: the validated run table and the paths the stages agree on.
 import os
+import re
 import sys
 
 from netdyn.config import (
@@ -17,6 +18,13 @@ except ConfigError as error:
     sys.exit(f"config error: {error}")
 
 DUMPS = {**DUMP_DEFAULTS, **config.get("dumps", {})}
+EXTERNAL_RUNS = [run for run, spec in RUNS.items() if "external" in spec]
+# Runs imported from checkpoints; "(?!)" matches nothing when there are none.
+EXTERNAL_PATTERN = "|".join(re.escape(run) for run in EXTERNAL_RUNS) or "(?!)"
+
+
+def external_checkpoints(wildcards):
+    return list(RUNS[wildcards.run]["external"]["files"].values())
 
 
 def dump_directory():

@@ -12,7 +12,6 @@ with logged(snakemake.log[0]):
         snakemake.input.history,
         snakemake.input.run_json,
         snakemake.input.parts,
-        classes=snakemake.params.classes,
     )
     write_csv(snakemake.output.metrics, metrics)
     write_text(snakemake.output.events, json.dumps(events, indent=2))

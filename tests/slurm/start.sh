@@ -41,6 +41,12 @@ if [ -s "$STATE/pids" ]; then
     echo "a test cluster started from $STATE may still run: stopping it first"
     "$HERE/stop.sh" "$STATE"
 fi
+# A controller that already answers (checked before any config is written) is a test cluster started earlier
+# from another state folder: use it, and leave it running for whoever started it.
+if scontrol ping 2>/dev/null | grep -q UP; then
+    echo "a slurmctld already runs with $CONF: using it (stop it with tests/slurm/stop.sh and its state folder)"
+    exit 0
+fi
 
 HOST="$(hostname -s)"
 CPUS="$(nproc)"

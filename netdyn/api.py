@@ -1,0 +1,180 @@
+"""``netdyn.analyze``: every analysis of the workflow on models you have in a notebook.
+
+The function builds the same config an ``external`` experiment would have, then runs the workflow's own
+steps in-process (import, activation dumps, each analysis, collect), so its tables are those the workflow
+writes for the same checkpoints, column for column. See docs/external.md.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from netdyn import pipeline
+from netdyn.activations import dump_run
+from netdyn.config import ANALYSES, load_config
+from netdyn.data import prepare
+from netdyn.external import import_run
+
+SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+DUMP_ANALYSES = ("rpd", "pruning", "geometry")
+
+
+def _dataset_definition(data: Any, folder: Path) -> dict[str, Any]:
+    """A dataset definition for ``data``: a netdyn dataset name, a file of arrays, or the arrays themselves."""
+    if isinstance(data, str) and not os.path.exists(data):
+        return {"source": data}  # mnist5k, mnist, ...
+    if isinstance(data, str | os.PathLike):
+        return {"source": "arrays", "path": str(Path(data).resolve())}
+    x_train, y_train, x_test, y_test = (np.asarray(part) for part in data)
+    path = folder / "data.npz"
+    np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return {"source": "arrays", "path": str(path)}
+
+
+def _save_models(models: Any, folder: Path) -> str:
+    """Checkpoint files for ``models``: one model, ``{step: model}``, or a glob / folder of checkpoints."""
+    if isinstance(models, str | os.PathLike):
+        return str(models)
+    folder.mkdir(parents=True, exist_ok=True)
+    by_step = models if isinstance(models, Mapping) else {0: models}
+    for step, model in by_step.items():
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"step {step}: expected an nn.Module, got {type(model).__name__}")
+        torch.save(model, folder / f"step{int(step):06d}.pt")
+    return str(folder)
+
+
+def analyze(
+    models: nn.Module | Mapping[int, nn.Module] | str,
+    data: Any,
+    analyses: Sequence[str] = ANALYSES,
+    *,
+    train: Mapping[str, Any] | None = None,
+    analysis: Mapping[str, Any] | None = None,
+    model_yaml: str | None = None,
+    workdir: str | os.PathLike | None = None,
+    log=lambda message: None,
+) -> dict[str, Any]:
+    """Run ``analyses`` on ``models`` and return the workflow's tables.
+
+    ``models``: an ``nn.Sequential`` MLP, a ``{step: model}`` dict, or a glob/folder of checkpoint files.
+    ``data``: a netdyn dataset name (``"mnist5k"``), an ``.npz``/HDF5 file with ``x_train, y_train, x_test,
+    y_test``, or those four arrays. ``train`` sets what the analyses need to know of training (``loss``,
+    ``batch_size``, ``seed``, ``n_train``); ``analysis`` overrides analysis settings (docs/config.md).
+    Returns ``metrics``, ``history``, ``rpd``, ``basins``, ``geometry``, ``projection`` (DataFrames with the
+    columns of docs/formats.md; empty when not requested) and ``events`` (a dict).
+    """
+    unknown = sorted(set(analyses) - set(ANALYSES))
+    if unknown:
+        raise ValueError(f"analyses: unknown {unknown}; choose from {list(ANALYSES)}")
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(workdir) if workdir is not None else Path(scratch)
+        external = {"runs": {"base": _save_models(models, root / "checkpoints")}}
+        if model_yaml:
+            external["model_yaml"] = str(model_yaml)
+        config = {
+            "datasets": {"api": _dataset_definition(data, root)},
+            "experiments": {
+                "api": {
+                    "dataset": "api",
+                    "external": external,
+                    "train": dict(train or {}),
+                    "analysis": {**(analysis or {}), "run": list(analyses)},
+                }
+            },
+        }
+        spec = load_config(config, SCHEMA)["api/base"]
+        return run_all(spec, config["datasets"]["api"], root, log=log)
+
+
+def run_all(spec: Mapping[str, Any], dataset: Mapping[str, Any], root: Path, *, log=print) -> dict[str, Any]:
+    """The workflow's steps for one run spec, in-process, in ``root``."""
+    from netdyn.config import training_spec
+
+    run, settings = spec["run"], spec["analysis"]
+    steps_of, requested = settings["steps_of"], settings["run"]
+    folder = root / "results" / "runs" / run
+    data_path = root / "results" / "data" / "api.h5"
+    prepare(dataset, data_path, log=log)
+    snapshots = folder / "snapshots"
+    import_run(training_spec(spec), data_path, snapshots, folder / "history.csv", folder / "run.json", log=log)
+    dumps = folder / "activations"
+    dump_steps = sorted({s for name in DUMP_ANALYSES if name in requested for s in steps_of[name]})
+    if dump_steps:
+        dump_run(
+            snapshots,
+            data_path,
+            dumps,
+            run=run,
+            steps=dump_steps,
+            train_spec=spec["train"],
+            samples=settings["samples"],
+            test_samples=settings["test_samples"],
+            log=log,
+        )
+    tables: dict[str, Any] = {name: pd.DataFrame() for name in ("rpd", "basins", "geometry", "projection")}
+    parts = []
+    if "rpd" in requested:
+        tables["rpd"], part = pipeline.rpd_tables(
+            run, snapshots, dumps, steps_of["rpd"], bins=settings["rpd_bins"], log=log
+        )
+        parts.append(part)
+    if "pruning" in requested:
+        parts.append(pipeline.pruning_tables(run, snapshots, dumps, data_path, steps_of["pruning"], log=log))
+    if "basins" in requested:
+        tables["basins"], part = pipeline.basin_tables(
+            run, snapshots, data_path, steps_of["basins"], spec["train"], settings, log=log
+        )
+        parts.append(part)
+    if "geometry" in requested:
+        tables["geometry"], part = pipeline.geometry_tables(
+            run,
+            dumps,
+            data_path,
+            steps_of["geometry"],
+            digit=settings["geometry_digit"],
+            first=settings["geometry_first"],
+            log=log,
+        )
+        parts.append(part)
+    if "projection" in requested:
+        tables["projection"] = pipeline.projection_table(
+            run,
+            snapshots,
+            data_path,
+            steps_of["projection"],
+            spec["train"],
+            digits=settings["projection_digits"],
+            per_digit=settings["projection_per_digit"],
+            log=log,
+        )
+    if "bn_modes" in requested:
+        parts.append(
+            pipeline.bn_mode_table(
+                run,
+                snapshots,
+                data_path,
+                steps_of["bn_modes"],
+                spec["train"],
+                test_samples=settings["test_samples"],
+                log=log,
+            )
+        )
+    part_files = []
+    for index, part in enumerate(parts):
+        path = folder / "parts" / f"part{index}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part.to_csv(path, index=False)
+        part_files.append(path)
+    metrics, events = pipeline.collect(run, folder / "history.csv", folder / "run.json", part_files)
+    tables.update(metrics=metrics, events=events, history=pd.read_csv(folder / "history.csv"))
+    return tables

@@ -1,0 +1,77 @@
+"""``netdyn analyze``: the workflow on your own checkpoints without writing a config.
+
+    netdyn analyze --snapshots 'runs/*.pt' --data my.npz --out results/mine
+
+writes ``OUT/config.yaml`` with one ``external`` experiment and runs the workflow's Snakemake rules in
+``OUT`` (tables under ``OUT/results/runs/mine/<label>/``). Extra arguments after ``--`` go to Snakemake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from netdyn.config import ANALYSES, ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_config(args: argparse.Namespace) -> dict:
+    """The config of one external experiment ``mine`` with run ``args.label``."""
+    if os.path.exists(args.data):
+        dataset = {"source": "arrays", "path": str(Path(args.data).resolve())}
+    else:
+        dataset = {"source": args.data}
+    location = args.snapshots if any(c in args.snapshots for c in "*?[") else str(Path(args.snapshots).resolve())
+    if not os.path.isabs(location):
+        location = str(Path.cwd() / location)
+    external = {"runs": {args.label: location}}
+    if args.model_yaml:
+        external["model_yaml"] = str(Path(args.model_yaml).resolve())
+    if args.step_pattern:
+        external["step_pattern"] = args.step_pattern
+    settings = yaml.safe_load(Path(args.analysis).read_text()) if args.analysis else {}
+    experiment = {"dataset": "mine", "external": external, "analysis": {**settings, "run": args.analyses.split(",")}}
+    if args.loss:
+        experiment["train"] = {"loss": args.loss}
+    return {"datasets": {"mine": dataset}, "experiments": {"mine": experiment}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="netdyn", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    analyze = commands.add_parser("analyze", help="analyse checkpoints trained elsewhere")
+    analyze.add_argument("--snapshots", required=True, help="glob or folder of checkpoint files")
+    analyze.add_argument(
+        "--data", required=True, help=".npz/HDF5 with x_train, y_train, x_test, y_test, or a dataset name"
+    )
+    analyze.add_argument("--out", required=True, help="output folder (the Snakemake working directory)")
+    analyze.add_argument("--label", default="run", help="run label (default: run)")
+    analyze.add_argument("--model-yaml", help="model description for state-dict checkpoints")
+    analyze.add_argument("--step-pattern", help="regex with one group: the step in a file name")
+    analyze.add_argument("--analyses", default=",".join(ANALYSES), help="comma-separated (default: all)")
+    analyze.add_argument("--analysis", help="YAML file of analysis settings (docs/config.md, section analysis)")
+    analyze.add_argument("--loss", choices=["ce", "mse"], help="loss the model was trained with (default: ce)")
+    analyze.add_argument("--cores", default="all")
+    args, extra = parser.parse_known_args(argv if argv is not None else sys.argv[1:])
+    config = build_config(args)
+    try:
+        load_config(config, ROOT / "schemas" / "config.schema.yaml")
+    except ConfigError as error:
+        print(f"netdyn analyze: {error}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(out)]
+    command += ["--configfile", str(out / "config.yaml"), "--cores", str(args.cores), *[a for a in extra if a != "--"]]
+    return subprocess.call(command, cwd=out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

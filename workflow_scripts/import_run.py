@@ -1,0 +1,13 @@
+"""Rule import_run: a run trained elsewhere as netdyn snapshots, history.csv and run.json (netdyn.external)."""
+
+from netdyn.external import import_run
+from netdyn.workflow import logged
+
+with logged(snakemake.log[0]):
+    import_run(
+        snakemake.params.spec,
+        snakemake.input.data,
+        snakemake.output.snapshots,
+        snakemake.output.history,
+        snakemake.output.run_json,
+    )
