@@ -289,6 +289,8 @@ def expand_runs(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[st
         base = _merge(defaults, {k: v for k, v in experiment.items() if k not in ("sweep", "analysis", "external")})
         analysis = {**ANALYSIS_DEFAULTS, **config.get("analysis", {}), **experiment.get("analysis", {})}
         if "external" in experiment:
+            if "sweep" in experiment:
+                raise ConfigError(f"experiments.{name}: an external experiment has no sweep; list its runs instead")
             runs.update(_external_runs(config, name, experiment["external"], base, analysis))
             continue
         sweep = experiment.get("sweep", {})

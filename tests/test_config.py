@@ -60,6 +60,12 @@ MALFORMED = [
     (with_change("defaults/train/dtype", "float16"), "defaults.train.dtype"),
     ({"defaults": {"train": {"batch_size": 5}}, "experiments": {"a": {}}}, "experiments.a.train: the training length"),
     (with_change("experiments/a/model/widths", [16, "x"]), "experiments.a.model.widths"),
+    (with_change("experiments/a/external", {"runs": {"x": "/nonexistent/*.pt"}}), "external.runs.x: /nonexistent"),
+    (with_change("experiments/a/external", {"runs": {}}), "experiments.a.external.runs"),
+    (with_change("figures", {"fig4": {"sweep": "nope"}}), "figures.fig4.sweep: no experiment named 'nope'"),
+    (with_change("figures", {"fig1": {"x": "a"}}), "figures: unknown key 'fig1'"),
+    (with_change("analysis", {"run": ["rpd", "magic"]}), "analysis.run[1]"),
+    (with_change("experiments/a/analysis", {"steps": [99]}), "experiments.a.analysis.steps: step 99 is not a snapshot"),
 ]
 
 
