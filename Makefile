@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: run test test-fast test-data lint bench setup clean
+.PHONY: run test test-fast test-data test-slurm lint bench setup clean
 
 setup: $(STAMP)
 
@@ -26,7 +26,12 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
 test: $(STAMP) lint test-data
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --ignore=tests/test_slurm.py
+	$(MAKE) test-slurm
+
+# A real single-node SLURM (Debian slurm-wlm + munge, needs root); skips with the reason printed where it cannot run.
+test-slurm: $(STAMP)
+	$(BIN)/python -m pytest -q -rs tests/test_slurm.py
 
 # Real Fashion-MNIST IDX files for the IDX reader's tests (Debian package; skipped where apt is unavailable).
 test-data:
@@ -37,7 +42,7 @@ test-data:
 	fi
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" --ignore=tests/test_slurm.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -206,7 +206,7 @@ def train_run(
     diverged_at = None
     scheduled = set(schedule)
     progress = tqdm(total=total, initial=start, desc=spec["run"], file=sys.stderr, mininterval=2.0, unit="step")
-    if start == 0 and not snapshot(0):
+    if resumed is None and not snapshot(0):
         diverged_at = 0
     step = start
     while diverged_at is None and step < total:

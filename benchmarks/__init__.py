@@ -1,0 +1,1 @@
+"""Benchmarks of netdyn against conventional baselines run in the same process (``python -m benchmarks.run``)."""
