@@ -25,9 +25,10 @@ run: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
+# The SLURM test runs first so that the closing line of the log is the main suite's.
 test: $(STAMP) lint test-data
-	$(BIN)/python -m pytest -q --ignore=tests/test_slurm.py
 	$(MAKE) test-slurm
+	$(BIN)/python -m pytest -q --ignore=tests/test_slurm.py
 
 # A real single-node SLURM (Debian slurm-wlm + munge, needs root); skips with the reason printed where it cannot run.
 test-slurm: $(STAMP)
