@@ -20,12 +20,11 @@ from torch import nn
 
 from netdyn import pipeline
 from netdyn.activations import dump_run
-from netdyn.config import ANALYSES, load_config
+from netdyn.config import ANALYSES, DUMP_ANALYSES, load_config
 from netdyn.data import prepare
 from netdyn.external import import_run
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
-DUMP_ANALYSES = ("rpd", "pruning", "geometry")
 
 
 def _dataset_definition(data: Any, folder: Path) -> dict[str, Any]:

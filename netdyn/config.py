@@ -60,7 +60,8 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
     "projection_per_digit": 500,
     "seed": 0,
 }
-DUMP_DEFAULTS: dict[str, Any] = {"dtype": "float32", "temporary": False}
+DUMP_DEFAULTS: dict[str, Any] = {"dtype": "float32", "temporary": False, "max_gb": 50.0}
+DUMP_ANALYSES = ("rpd", "pruning", "geometry")
 SNAPSHOT_DEFAULTS: dict[str, Any] = {"log": 20, "dense_until": 0}
 BUILTIN_DATASETS: dict[str, dict[str, Any]] = {
     name: {"source": name} for name in ("mnist5k", "mnist", "fashion_mnist", "kmnist")
@@ -319,6 +320,37 @@ def expand_runs(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[st
     return runs
 
 
+def dump_bytes(run: Mapping[str, Any], dtype: str) -> int:
+    """Uncompressed size of a run's activation dumps: h and x of every hidden layer plus logits, per sample."""
+    analysis = run["analysis"]
+    steps = {s for name in DUMP_ANALYSES if name in analysis["run"] for s in analysis["steps_of"][name]}
+    if not steps:
+        return 0
+    model = run["model"]
+    widths = model["widths"] if model.get("widths") is not None else [model["width"]] * model["depth"]
+    n_train = run["train"]["n_train"] or KNOWN_TRAIN_SIZES.get(run["dataset"], 60000)
+    samples = min(analysis["samples"] or n_train, n_train) + (analysis["test_samples"] or 10000)
+    per_sample = 2 * sum(widths) + model["classes"]
+    return len(steps) * samples * per_sample * (2 if dtype == "float16" else 4)
+
+
+def check_dump_size(runs: Mapping[str, Mapping[str, Any]], dumps: Mapping[str, Any]) -> float:
+    """The estimated activation-dump size in GB; ConfigError when it exceeds ``dumps.max_gb``.
+
+    With ``dumps.temporary`` only the largest run's dumps exist at a time (per job), so that one counts.
+    """
+    settings = {**DUMP_DEFAULTS, **dumps}
+    sizes = [dump_bytes(run, settings["dtype"]) for run in runs.values()]
+    total = (max(sizes, default=0) if settings["temporary"] else sum(sizes)) / 1e9
+    if total > settings["max_gb"]:
+        raise ConfigError(
+            f"dumps.max_gb: the activation dumps would take about {total:.1f} GB (limit {settings['max_gb']:g} GB); "
+            "shrink them with dumps.dtype: float16, a smaller analysis.samples / test_samples, analysis.steps: final "
+            "or final_step_only, or dumps.temporary: true (or raise dumps.max_gb)"
+        )
+    return total
+
+
 def check_figures(config: Mapping[str, Any]) -> None:
     """Every experiment a figure names must exist."""
     for figure, roles in config.get("figures", {}).items():
@@ -333,4 +365,6 @@ def load_config(config: Mapping[str, Any], schema_path: str | Path) -> dict[str,
     schema = load_yaml(schema_path)
     validate(config, schema)
     check_figures(config)
-    return expand_runs(config, schema)
+    runs = expand_runs(config, schema)
+    check_dump_size(runs, config.get("dumps", {}))
+    return runs

@@ -5,8 +5,10 @@ import sys
 
 from netdyn.config import (
     ConfigError,
+    check_dump_size,
     RUN_ID_PATTERN,
     dataset_definition,
+    DUMP_ANALYSES,
     DUMP_DEFAULTS,
     load_config,
     training_spec,
@@ -18,6 +20,11 @@ except ConfigError as error:
     sys.exit(f"config error: {error}")
 
 DUMPS = {**DUMP_DEFAULTS, **config.get("dumps", {})}
+print(
+    f"netdyn: {len(RUNS)} runs; activation dumps at most {check_dump_size(RUNS, DUMPS):.2f} GB "
+    f"(uncompressed, {DUMPS['dtype']}; limit dumps.max_gb = {DUMPS['max_gb']:g})",
+    file=sys.stderr,
+)
 EXTERNAL_RUNS = [run for run, spec in RUNS.items() if "external" in spec]
 # Runs imported from checkpoints; "(?!)" matches nothing when there are none.
 EXTERNAL_PATTERN = "|".join(re.escape(run) for run in EXTERNAL_RUNS) or "(?!)"
@@ -73,8 +80,6 @@ def dump_steps(wildcards):
     }
     return sorted(steps)
 
-
-DUMP_ANALYSES = {"rpd", "pruning", "geometry"}
 CURVE_TABLES = {
     "rpd": "rpd",
     "basins": "basins",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netdyn.config import ConfigError, expand_runs, load_config, load_yaml, snapshot_steps
 from tests.conftest import ROOT
@@ -110,3 +112,59 @@ def test_shipped_configs_are_valid():
 )
 def test_snapshot_schedule_always_holds_first_and_last_step(schedule, total, expected):
     assert snapshot_steps(schedule, total, "x") == expected
+
+
+def test_dumps_beyond_the_disk_limit_stop_with_advice_and_temporary_dumps_count_once():
+    config = with_change("experiments/a/sweep", {"model.width": [2048, 4096]})
+    config["dumps"] = {"max_gb": 1}
+    with pytest.raises(
+        ConfigError, match=r"dumps.max_gb: the activation dumps would take about .* dumps.dtype: float16"
+    ):
+        load_config(config, SCHEMA)
+    config["dumps"] = {"max_gb": 1000}
+    from netdyn.config import check_dump_size, dump_bytes
+
+    runs = load_config(config, SCHEMA)
+    sizes = [dump_bytes(run, "float32") for run in runs.values()]
+    # every snapshot x (4,000 mnist5k training + 10,000 test analysis samples) x (h and x of 2 layers + logits) x 4 B
+    run = runs["a/w2048"]
+    expected = len(run["snapshots"]) * (4000 + 10000) * (2 * 2048 * 2 + 10) * 4
+    assert sizes[0] == expected
+    assert check_dump_size(runs, {"temporary": True}) == pytest.approx(max(sizes) / 1e9)
+    assert check_dump_size(runs, {"dtype": "float16"}) == pytest.approx(sum(sizes) / 2e9)
+
+
+LEAVES = [
+    "defaults/train/lr",
+    "defaults/train/batch_size",
+    "defaults/train/steps",
+    "experiments/a/model/depth",
+    "experiments/a/model/width",
+    "experiments/a/model/activation",
+    "experiments/a/model/dropout",
+    "experiments/a/train/optimizer",
+    "experiments/a/snapshots",
+    "experiments/a/analysis/samples",
+    "experiments/a/analysis/rpd_bins",
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    leaf=st.sampled_from(LEAVES),
+    value=st.one_of(
+        st.text(max_size=5), st.integers(-5, 3), st.floats(allow_nan=False, allow_infinity=False), st.none(),
+        st.lists(st.integers(-2, 5), max_size=3), st.booleans(),
+    ),
+)  # fmt: skip
+def test_any_mutated_config_is_valid_or_rejected_naming_its_key(leaf, value):
+    config = with_change(leaf, value)
+    try:
+        runs = load_config(config, SCHEMA)
+    except ConfigError as error:
+        message = str(error)
+        parent = ".".join(leaf.split("/")[:2])  # defaults.train or experiments.a
+        assert message.startswith(parent) or message.startswith("experiments.a"), message
+        assert "\n" not in message
+    else:
+        assert runs["a/base"]["model"]["depth"] >= 0

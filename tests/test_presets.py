@@ -43,6 +43,7 @@ def job_counts(preset: str) -> dict[str, int]:
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "activation dumps at most" in result.stderr  # the disk estimate every dry run prints
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", result.stdout + result.stderr, re.M)}
 
 
