@@ -104,9 +104,18 @@ def _dotted(path: Any) -> str:
     return text or "(top level)"
 
 
+# JSON Schema counts 3.0 as an integer; a depth or a batch size must be a true integer in Python.
+STRICT_VALIDATOR = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
+
+
 def validate(config: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
     """Check ``config`` against the JSON schema; raise ConfigError naming the first bad key path."""
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = STRICT_VALIDATOR(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (list(e.absolute_path), e.message))
     if not errors:
         return
