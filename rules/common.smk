@@ -80,6 +80,7 @@ def dump_steps(wildcards):
     }
     return sorted(steps)
 
+
 CURVE_TABLES = {
     "rpd": "rpd",
     "basins": "basins",
