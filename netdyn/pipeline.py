@@ -44,6 +44,11 @@ def metric_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def curve_table(frames: Sequence[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
+    """The per-step frames as one table with ``columns``; an empty table with them when there are none."""
+    return pd.concat(frames, ignore_index=True)[list(columns)] if frames else pd.DataFrame(columns=list(columns))
+
+
 def models(snapshot_dir: str | os.PathLike, steps: Sequence[int], log=print) -> Iterator[tuple[int, nn.Sequential]]:
     """``(step, model)`` for every analysed step whose snapshot holds weights, on the analysis device."""
     return snapshots.iter_models(snapshot_dir, steps, analysis_device(), log)
@@ -171,8 +176,7 @@ def geometry_tables(
             rows.append(metric_row(run, step, "digit_center_distance", record["digit_distance_mean"], layer))
         log(f"step {step}: geometry of {len(result.summary)} layers")
     columns = ["run", "step", "layer", "sample_index", "distance"]
-    table = pd.concat(curves, ignore_index=True)[columns] if curves else pd.DataFrame(columns=columns)
-    return table, metric_frame(rows)
+    return curve_table(curves, columns), metric_frame(rows)
 
 
 def projection_table(
@@ -236,7 +240,7 @@ def projection_table(
                 )
         log(f"step {step}: projected digits {list(digits)}")
     columns = ["run", "step", "split", "bn_mode", "index", "label", "h1", "h2"]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    return curve_table(frames, columns)
 
 
 RPD_METRICS = {
@@ -280,7 +284,7 @@ def rpd_tables(
             rows += [metric_row(run, step, name, result[key], layer) for key, name in RPD_METRICS.items()]
         log(f"step {step}: RPD of {len(fields)} hidden layers")
     columns = ["run", "step", "layer", "bin_center", "density"]
-    return (pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=columns)), metric_frame(rows)
+    return curve_table(curves, columns), metric_frame(rows)
 
 
 PRUNING_METRICS = {
@@ -381,5 +385,4 @@ def basin_tables(
             rows.append(metric_row(run, step, name, size, note=note))
         log(f"step {step}: basins " + ", ".join(f"{k}={v[0]:.3g} ({v[1]})" for k, v in sizes.items()))
     columns = ["run", "step", "space", "amplitude", "accuracy", "accuracy_std"]
-    table = pd.concat(curves, ignore_index=True)[columns] if curves else pd.DataFrame(columns=columns)
-    return table, metric_frame(rows)
+    return curve_table(curves, columns), metric_frame(rows)
