@@ -33,7 +33,11 @@ rule figure:
     input:
         tables=figure_inputs,
         code=lambda wildcards: library(
-            f"figures/{wildcards.figure}", "figures/style", "collection", "dynamics"
+            f"figures/{wildcards.figure}",
+            "figures/common",
+            "figures/style",
+            "collection",
+            "dynamics",
         ),
     output:
         png=report(

@@ -4,175 +4,23 @@
 layer 1) and the fully linearized NNN (``lmap_acc`` at start layer 1); (b) the same four curves over the training steps
 of the largest-n runs; (c), (d) first-hidden-layer RPD of the tanh and linear runs with the smallest and the largest n;
 (e) the largest-n tanh run's RPD at up to five checkpoints, and next to it (panel "e_G") its RPD gradient G(t) (§6.3).
-
-This module also holds the small table helpers that figures 3–5 share: role selection, final-step values with gaps
-for diverged or missing runs, and a line plotter that records exactly what it draws.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from netdyn.collection import RunTables
-from netdyn.figures.style import note, panels
+from netdyn.figures.common import draw_lines, finish, plotted_table, role_runs, rpd_lines, scalars, sweep_points
+from netdyn.figures.style import panels
 
 ROLES = {
     "shallow": "784-W-10 nets (one hidden layer, no BN) sweeping train.n_train x model.activation in {tanh, linear}"
 }
-PLOTTED_COLUMNS = ["panel", "series", "x", "y", "x_name", "y_name", "run", "step"]
-SCALAR_COLUMNS = ["run", "step", "metric", "layer", "value", "note"]
-MAX_NOTE_LINES = 6
-
-
-# ---------------------------------------------------------------------------------------------- shared helpers
-
-
-def role_runs(tables: RunTables, role: str) -> pd.DataFrame:
-    """The ``runs`` rows whose role is ``role`` (an empty frame when there are none)."""
-    runs = tables.runs
-    if runs.empty or "role" not in runs.columns:
-        return pd.DataFrame(columns=["run", "role", "status", "diverged_at"])
-    return runs[runs["role"] == role].reset_index(drop=True)
-
-
-def scalars(tables: RunTables) -> pd.DataFrame:
-    """Every scalar value: ``metrics`` rows plus the ``history`` rows that metrics lacks (before ``collect`` ran)."""
-    metrics = tables.metrics.reindex(columns=SCALAR_COLUMNS)
-    history = tables.history
-    if not history.empty:
-        value_columns = [c for c in history.columns if c not in ("run", "step", "epoch", "wall_time")]
-        melted = history.melt(id_vars=["run", "step"], value_vars=value_columns, var_name="metric")
-        melted = melted.dropna(subset=["value"]).assign(layer=np.nan, note="")
-        metrics = pd.concat([metrics, melted.reindex(columns=SCALAR_COLUMNS)], ignore_index=True)
-    metrics = metrics.drop_duplicates(subset=["run", "step", "metric", "layer"], keep="first")
-    return metrics.astype({"step": float, "layer": float, "value": float})
-
-
-def final_steps(scalar: pd.DataFrame) -> dict[str, int]:
-    """run -> the largest step present in its metrics or history (the final analysed step)."""
-    return {run: int(step) for run, step in scalar.groupby("run")["step"].max().items()}
-
-
-def diverged_note(run: str, step: object) -> str:
-    """``run: diverged at step N`` (the step read back from a float column prints without ``.0``)."""
-    known = isinstance(step, numbers.Real) and math.isfinite(step)
-    return f"{run}: diverged at step {int(step)}" if known else f"{run}: diverged"
-
-
-def live_runs(runs: pd.DataFrame, gaps: list[str]) -> pd.DataFrame:
-    """The runs that did not diverge; each diverged run adds a note to ``gaps``."""
-    diverged = runs["status"] == "diverged"
-    for _, row in runs[diverged].iterrows():
-        gaps.append(diverged_note(row["run"], row["diverged_at"]))
-    return runs[~diverged]
-
-
-def final_values(
-    scalar: pd.DataFrame, runs: pd.DataFrame, metric: str, layer: int | None, gaps: list[str]
-) -> pd.DataFrame:
-    """``metric`` (at ``layer``; None = network level) at each live run's final step: columns run, step, value.
-
-    Diverged runs, runs without the value and values that are NaN (a basin beyond the grid) are left out and
-    named in ``gaps`` with the reason.
-    """
-    finals = final_steps(scalar)
-    rows = scalar[scalar["metric"] == metric]
-    rows = rows[rows["layer"].isna()] if layer is None else rows[rows["layer"] == layer]
-    found = []
-    where = metric if layer is None else f"{metric}[{layer}]"
-    for run in live_runs(runs, gaps)["run"]:
-        hit = rows[(rows["run"] == run) & (rows["step"] == finals.get(run, -1))]
-        if hit.empty:
-            gaps.append(f"{run}: no {where}")
-        elif not np.isfinite(hit["value"].iloc[0]):
-            reason = hit["note"].iloc[0]
-            gaps.append(f"{run}: {where} {reason if isinstance(reason, str) and reason else 'is NaN'}")
-        else:
-            found.append({"run": run, "step": finals[run], "value": float(hit["value"].iloc[0])})
-    return pd.DataFrame(found, columns=["run", "step", "value"])
-
-
-def sweep_points(
-    scalar: pd.DataFrame,
-    runs: pd.DataFrame,
-    metric: str,
-    x_column: str,
-    series_column: str | None,
-    gaps: list[str],
-    layer: int | None = None,
-    label: str = "{}",
-) -> pd.DataFrame:
-    """Final-step ``metric`` of every run against its spec column ``x_column``, one series per ``series_column``."""
-    values = final_values(scalar, runs, metric, layer, gaps)
-    points = values.merge(runs, on="run")
-    missing_x = points[x_column].isna() if x_column in points.columns else pd.Series(True, index=points.index)
-    for run in points.loc[missing_x, "run"]:
-        gaps.append(f"{run}: {x_column} not set")
-    points = points[~missing_x]
-    key = points.get(series_column, pd.Series(np.nan, index=points.index)) if series_column else ""
-    key = pd.Series(key, index=points.index)
-    return pd.DataFrame(
-        {
-            "key": key,
-            "series": [label.format(k) for k in key],
-            "x": points[x_column].astype(float) if len(points) else [],
-            "y": points["value"],
-            "run": points["run"],
-            "step": points["step"],
-        }
-    )
-
-
-def final_curve(frame: pd.DataFrame, scalar: pd.DataFrame, run: str, **match: object) -> pd.DataFrame:
-    """Rows of a curve table (rpd, basins, geometry) for ``run`` at its final step whose columns equal ``match``."""
-    if frame.empty:
-        return frame
-    rows = frame[(frame["run"] == run) & (frame["step"] == final_steps(scalar).get(run, -1))]
-    for column, value in match.items():
-        rows = rows[rows[column] == value]
-    return rows
-
-
-def draw_lines(ax: plt.Axes, points: pd.DataFrame, panel: str, x_name: str, y_name: str, **style) -> pd.DataFrame:
-    """One line per series (ordered by ``key``, then x; seeds at one x are averaged); returns the plotted rows."""
-    if points.empty:
-        return pd.DataFrame(columns=PLOTTED_COLUMNS)
-    points = points.assign(key=points.get("key", points["series"]))
-    averaged = (
-        points.groupby(["key", "series", "x"], sort=True, dropna=False)
-        .agg(y=("y", "mean"), run=("run", lambda r: ";".join(sorted(r))), step=("step", "max"))
-        .reset_index()
-    )
-    for series, line in averaged.groupby(["key", "series"], sort=True, dropna=False):
-        ax.plot(line["x"], line["y"], label=series[1] or None, **({"marker": "o"} | style))
-    return averaged.drop(columns="key").assign(panel=panel, x_name=x_name, y_name=y_name)[PLOTTED_COLUMNS]
-
-
-def finish(ax: plt.Axes, gaps: list[str], drew: bool, empty: str) -> None:
-    """Legend when something was drawn; otherwise note ``empty``; list the gaps (diverged or missing runs)."""
-    lines = list(dict.fromkeys(gaps))
-    if len(lines) > MAX_NOTE_LINES:
-        lines = lines[:MAX_NOTE_LINES] + [f"... and {len(lines) - MAX_NOTE_LINES} more"]
-    if not drew:
-        lines.insert(0, empty)
-    if lines:
-        note(ax, "\n".join(lines))
-    if drew and ax.get_legend_handles_labels()[0]:
-        ax.legend(frameon=False)
-
-
-def concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Concatenate plotted tables (empty ones included) into one frame with the standard columns first."""
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame(columns=PLOTTED_COLUMNS)
-    table = pd.concat(frames, ignore_index=True)
-    return table[PLOTTED_COLUMNS + [c for c in table.columns if c not in PLOTTED_COLUMNS]]
 
 
 def spread_steps(steps: list[int], count: int) -> list[int]:
@@ -183,28 +31,6 @@ def spread_steps(steps: list[int], count: int) -> list[int]:
     targets = np.linspace(math.log1p(steps[0]), math.log1p(steps[-1]), count)
     logs = np.log1p(steps)
     return sorted({steps[int(np.argmin(abs(logs - t)))] for t in targets})
-
-
-def rpd_lines(
-    ax: plt.Axes, tables: RunTables, scalar: pd.DataFrame, runs: dict[str, str], panel: str, layer: int, gaps: list
-) -> pd.DataFrame:
-    """Final-step RPD density vs normalized rank of hidden ``layer`` for each ``series label -> run``."""
-    frames = []
-    for series, run in runs.items():
-        curve = final_curve(tables.rpd, scalar, run, layer=layer)
-        if curve.empty:
-            gaps.append(f"{run}: no RPD of layer {layer}")
-            continue
-        points = pd.DataFrame(
-            {"key": series, "series": series, "x": curve["bin_center"], "y": curve["density"], "run": run}
-        ).assign(step=curve["step"])
-        frames.append(draw_lines(ax, points, panel, "normalized rank", "RPD density", marker=None))
-    ax.axhline(1.0, color="0.7", lw=0.6, ls=":")  # the flat density of a layer without rank structure
-    ax.set(xlabel="normalized rank ρ", ylabel="RPD density")
-    return concat(frames)
-
-
-# ---------------------------------------------------------------------------------------------- figure 2
 
 
 def _n_column(runs: pd.DataFrame, n_full: int | None) -> pd.DataFrame:
@@ -244,7 +70,7 @@ def panel_a(ax: plt.Axes, scalar: pd.DataFrame, tanh: pd.DataFrame, linear: pd.D
         points = sweep_points(scalar, runs, metric, "n", None, gaps, layer=layer).assign(key=order, series=label)
         frames.append(draw_lines(ax, points, "a", "n_train", metric))
     ax.set(xscale="log", xlabel="training-set size n", ylabel="test accuracy")
-    plotted = concat(frames)
+    plotted = plotted_table(frames)
     finish(ax, gaps, len(plotted) > 0, "no shallow runs")
     return plotted
 
@@ -263,7 +89,7 @@ def panel_b(ax: plt.Axes, scalar: pd.DataFrame, tanh_run: str | None, linear_run
         frames.append(draw_lines(ax, points.assign(step=rows["step"]), "b", "step", metric, marker="."))
     ax.set_xscale("symlog", linthresh=1)  # log steps, with step 0 kept visible
     ax.set(xlabel="training step", ylabel="test accuracy")
-    plotted = concat(frames)
+    plotted = plotted_table(frames)
     finish(ax, gaps, len(plotted) > 0, "no largest-n run")
     return plotted
 
@@ -293,7 +119,7 @@ def panel_e(ax: plt.Axes, tables: RunTables, run: str | None, layer: int, checkp
         frames.append(draw_lines(ax, points.assign(step=step), "e", "normalized rank", "RPD density", **style))
     ax.axhline(1.0, color="0.7", lw=0.6, ls=":")
     ax.set(xlabel="normalized rank ρ", ylabel="RPD density")
-    plotted = concat(frames)
+    plotted = plotted_table(frames)
     finish(ax, [] if run is None or steps else [f"{run}: no RPD"], len(plotted) > 0, "no largest-n tanh run")
     return plotted
 
@@ -320,7 +146,7 @@ def draw(
     tanh, linear = _split(_n_column(role_runs(tables, "shallow"), n_full))
     small = (_extreme_run(tanh, largest=False), _extreme_run(linear, largest=False))
     large = (_extreme_run(tanh, largest=True), _extreme_run(linear, largest=True))
-    plotted = concat(
+    plotted = plotted_table(
         [
             panel_a(axes[0], scalar, tanh, linear),
             panel_b(axes[1], scalar, *large),

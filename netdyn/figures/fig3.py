@@ -15,8 +15,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
 from netdyn.collection import RunTables
-from netdyn.figures.fig2 import (
-    concat,
+from netdyn.figures.common import (
     diverged_note,
     draw_lines,
     final_curve,
@@ -24,6 +23,7 @@ from netdyn.figures.fig2 import (
     final_values,
     finish,
     live_runs,
+    plotted_table,
     role_runs,
     rpd_lines,
     scalars,
@@ -79,7 +79,7 @@ def panel_a(
         frames.append(pd.DataFrame([drawn | {"y_name": "test_acc", "run": run, "step": row["step"]}]))
     ax.set(xlabel="start layer l (layers 1..l-1 kept)", ylabel="test accuracy")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    plotted = concat(frames)
+    plotted = plotted_table(frames)
     finish(ax, gaps, len(plotted) > 0, "no deep run")
     return plotted
 
@@ -94,7 +94,7 @@ def panel_b(
     for colour, layer in zip(colours, chosen, strict=False):
         ax.set_prop_cycle(color=[colour])
         frames.append(rpd_lines(ax, tables, scalar, {f"layer {layer}": run}, "b", layer, gaps))
-    plotted = concat(frames)
+    plotted = plotted_table(frames)
     finish(ax, gaps, len(plotted) > 0, "no deep run")
     return plotted
 
@@ -124,7 +124,7 @@ def panel_c(ax: plt.Axes, tables: RunTables, scalar: pd.DataFrame, run: str | No
     frames.append(draw_lines(ax, similarity, "c", "layer", "center_similarity", color="tab:red"))
     ax.set(xlabel="layer l (0 = input)", ylabel="cosine distance / similarity")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    plotted = concat(frames)
+    plotted = plotted_table(frames)
     finish(ax, gaps, len(plotted) > 0, "no deep run")
     return plotted
 
@@ -151,7 +151,7 @@ def panel_d(axes: list[plt.Axes], scalar: pd.DataFrame, runs: pd.DataFrame) -> p
         ax.set_xscale("symlog", linthresh=1)  # log steps with step 0 visible
         ax.set(xlabel="training step", ylabel=label)
         ax.set_title(f"(d) {label}", loc="left", fontweight="bold")
-    plotted = concat(frames)
+    plotted = plotted_table(frames)
     for ax, (metric, _) in zip(axes, HISTORY_METRICS, strict=True):
         drew = bool(len(plotted)) and bool((plotted["y_name"] == metric).any())
         finish(ax, gaps if ax is axes[0] else [], drew, f"no {metric}")
@@ -165,7 +165,7 @@ def draw(tables: RunTables, rpd_layers: list[int] | None = None) -> tuple[plt.Fi
     runs = role_runs(tables, "depth")
     run, skipped = deepest_run(runs)
     depth = int(runs.loc[runs["run"] == run, "model.depth"].iloc[0]) if run else 0
-    plotted = concat(
+    plotted = plotted_table(
         [
             panel_a(axes[0], scalar, runs, run, skipped),
             panel_b(axes[1], tables, scalar, run, depth, rpd_layers),

@@ -12,7 +12,16 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from netdyn.collection import RunTables
-from netdyn.figures.fig2 import concat, draw_lines, final_curve, finish, live_runs, role_runs, scalars, sweep_points
+from netdyn.figures.common import (
+    draw_lines,
+    final_curve,
+    finish,
+    live_runs,
+    plotted_table,
+    role_runs,
+    scalars,
+    sweep_points,
+)
 from netdyn.figures.style import panels
 
 ROLES = {"sweep": "deep BN ReLU nets sweeping model.depth x model.width (widths 128...1280), default init"}
@@ -81,7 +90,7 @@ def draw(tables: RunTables, width: float | None = None) -> tuple[plt.Figure, pd.
             runs[column] = pd.Series(dtype=float)
     widths = runs.loc[runs["status"] != "diverged", "model.width"].dropna()
     width = width if width is not None else (float(widths.max()) if len(widths) else None)
-    plotted = concat(
+    plotted = plotted_table(
         [
             panel_vs_depth(axes[0], scalar, runs, "a", "test_acc", None, "test accuracy"),
             panel_vs_depth(axes[1], scalar, runs, "b", "rpd_gradient", 1, "first-layer RPD gradient G1"),

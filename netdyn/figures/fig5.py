@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from netdyn.collection import RunTables
-from netdyn.figures.fig2 import concat, draw_lines, finish, role_runs, scalars, sweep_points
+from netdyn.figures.common import draw_lines, finish, plotted_table, role_runs, scalars, sweep_points
 from netdyn.figures.style import panels
 
 ROLES = {
@@ -53,7 +53,7 @@ def panel_condition(
     ax.set(yscale="log", xlabel=label, ylabel="basin size ε*")
     ax.set_xscale("log" if log_x else "linear")
     twin.set_ylabel("test accuracy")
-    plotted = concat(frames)
+    plotted = plotted_table(frames)
     finish(ax, gaps, len(plotted) > 0, f"no '{role}' runs")
     (left, left_labels), (right, right_labels) = ax.get_legend_handles_labels(), twin.get_legend_handles_labels()
     if left or right:  # one legend for both axes
@@ -68,4 +68,4 @@ def draw(tables: RunTables) -> tuple[plt.Figure, pd.DataFrame]:
     frames = [panel_init(axes[0], scalar, role_runs(tables, "init"))]
     for ax, (panel, role, column, label, log_x) in zip(axes[1:], CONDITIONS, strict=True):
         frames.append(panel_condition(ax, scalar, role_runs(tables, role), panel, role, column, label, log_x))
-    return fig, concat(frames)
+    return fig, plotted_table(frames)

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from netdyn.collection import RunTables
-from netdyn.figures.fig6 import (
+from netdyn.figures.common import (
     divergence,
     grokking_steps,
     history_curves,

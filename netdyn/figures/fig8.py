@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from netdyn.collection import RunTables
-from netdyn.figures.fig6 import (
+from netdyn.figures.common import (
     DIGIT_COLORS,
     divergence,
     grokking_steps,

@@ -17,7 +17,7 @@ from matplotlib.ticker import MaxNLocator
 
 from netdyn.collection import RunTables
 from netdyn.dynamics import turning_point_spread
-from netdyn.figures.fig6 import curve, divergence, plotted_table, role_runs, run_rows, step_axis
+from netdyn.figures.common import divergence, draw_curve, plotted_table, role_runs, run_rows, step_axis
 from netdyn.figures.style import note, panels
 
 ROLES = {
@@ -79,7 +79,7 @@ def gradient_panel(ax: plt.Axes, tables: RunTables, row: pd.Series, panel: str) 
         norm = Normalize(vmin=min(layers), vmax=max(max(layers), min(layers) + 1))
         for layer in layers:
             rows = gradients[gradients["layer"] == layer]
-            part = curve(
+            part = draw_curve(
                 ax,
                 rows["step"],
                 rows["value"],
@@ -121,7 +121,7 @@ def gradient_panel(ax: plt.Axes, tables: RunTables, row: pd.Series, panel: str) 
     loss_axis.spines["right"].set_visible(True)
     history = run_rows(tables.history, run)
     if "test_loss" in history.columns:
-        part = curve(
+        part = draw_curve(
             loss_axis,
             history["step"],
             history["test_loss"],

@@ -1,0 +1,369 @@
+"""Helpers shared by several of Figs. 2–9: runs by role, notes for gaps, and plotters that record what they draw.
+
+Selecting the runs that play a role; reading scalar values and curve rows at a run's final step (or at the step
+nearest to a checkpoint), leaving diverged and missing runs out as named gaps; line, RPD, history and projection
+plotters that return exactly the numbers they draw; and joining those numbers into one plotted table.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from netdyn.collection import RunTables
+from netdyn.figures.style import note
+
+PLOTTED_COLUMNS = ["panel", "series", "x", "y", "x_name", "y_name", "run", "step"]
+SCALAR_COLUMNS = ["run", "step", "metric", "layer", "value", "note"]
+MAX_NOTE_LINES = 6
+DIGIT_COLORS = plt.get_cmap("tab10")  # a digit keeps its colour in every panel and figure
+
+
+# ---------------------------------------------------------------------------------------------- runs and gaps
+
+
+def role_runs(tables: RunTables, role: str) -> pd.DataFrame:
+    """The ``runs`` rows that play ``role``, ordered by run id (an empty frame when there are none).
+
+    The order makes "the first run" and the order of the gap notes independent of the order the runs were loaded in.
+    """
+    runs = tables.runs
+    if runs.empty or "role" not in runs.columns:
+        return pd.DataFrame(columns=["run", "role", "status", "diverged_at"])
+    return runs[runs["role"] == role].sort_values("run", kind="stable").reset_index(drop=True)
+
+
+def diverged_note(run: str, step: object) -> str:
+    """The gap note ``run: diverged at step N`` of a run known to have diverged (a float step prints without ``.0``)."""
+    known = isinstance(step, numbers.Real) and math.isfinite(step)
+    return f"{run}: diverged at step {int(step)}" if known else f"{run}: diverged"
+
+
+def divergence(tables: RunTables, run: str) -> str | None:
+    """Whether ``run`` diverged (run.json or events.json): a whole-panel note such as "run x diverged at step 40",
+    else None."""
+    row = tables.runs[tables.runs["run"] == run] if "run" in tables.runs.columns else tables.runs.iloc[:0]
+    event = tables.events.get(run, {})
+    if event.get("status") != "diverged" and not (len(row) and row["status"].iloc[0] == "diverged"):
+        return None
+    at = event.get("diverged_at")
+    if at is None and len(row) and "diverged_at" in row.columns:
+        at = row["diverged_at"].iloc[0]
+    return f"{run} diverged" + (f" at step {int(at)}" if at is not None and pd.notna(at) else "")
+
+
+def live_runs(runs: pd.DataFrame, gaps: list[str]) -> pd.DataFrame:
+    """The runs that did not diverge; each diverged run adds a note to ``gaps``."""
+    diverged = runs["status"] == "diverged"
+    for _, row in runs[diverged].iterrows():
+        gaps.append(diverged_note(row["run"], row["diverged_at"]))
+    return runs[~diverged]
+
+
+# ---------------------------------------------------------------------------------------------- reading tables
+
+
+def scalars(tables: RunTables) -> pd.DataFrame:
+    """Every scalar value: ``metrics`` rows plus the ``history`` rows that metrics lacks (before ``collect`` ran)."""
+    metrics = tables.metrics.reindex(columns=SCALAR_COLUMNS)
+    history = tables.history
+    if not history.empty:
+        value_columns = [c for c in history.columns if c not in ("run", "step", "epoch", "wall_time")]
+        melted = history.melt(id_vars=["run", "step"], value_vars=value_columns, var_name="metric")
+        melted = melted.dropna(subset=["value"]).assign(layer=np.nan, note="")
+        metrics = pd.concat([metrics, melted.reindex(columns=SCALAR_COLUMNS)], ignore_index=True)
+    metrics = metrics.drop_duplicates(subset=["run", "step", "metric", "layer"], keep="first")
+    return metrics.astype({"step": float, "layer": float, "value": float})
+
+
+def final_steps(scalar: pd.DataFrame) -> dict[str, int]:
+    """run -> the largest step present in its metrics or history (the final analysed step)."""
+    return {run: int(step) for run, step in scalar.groupby("run")["step"].max().items()}
+
+
+def final_values(
+    scalar: pd.DataFrame, runs: pd.DataFrame, metric: str, layer: int | None, gaps: list[str]
+) -> pd.DataFrame:
+    """``metric`` (at ``layer``; None = network level) at each live run's final step: columns run, step, value.
+
+    Diverged runs, runs without the value and values that are NaN (a basin beyond the grid) are left out and
+    named in ``gaps`` with the reason.
+    """
+    finals = final_steps(scalar)
+    rows = scalar[scalar["metric"] == metric]
+    rows = rows[rows["layer"].isna()] if layer is None else rows[rows["layer"] == layer]
+    found = []
+    where = metric if layer is None else f"{metric}[{layer}]"
+    for run in live_runs(runs, gaps)["run"]:
+        hit = rows[(rows["run"] == run) & (rows["step"] == finals.get(run, -1))]
+        if hit.empty:
+            gaps.append(f"{run}: no {where}")
+        elif not np.isfinite(hit["value"].iloc[0]):
+            reason = hit["note"].iloc[0]
+            gaps.append(f"{run}: {where} {reason if isinstance(reason, str) and reason else 'is NaN'}")
+        else:
+            found.append({"run": run, "step": finals[run], "value": float(hit["value"].iloc[0])})
+    return pd.DataFrame(found, columns=["run", "step", "value"])
+
+
+def sweep_points(
+    scalar: pd.DataFrame,
+    runs: pd.DataFrame,
+    metric: str,
+    x_column: str,
+    series_column: str | None,
+    gaps: list[str],
+    layer: int | None = None,
+    label: str = "{}",
+) -> pd.DataFrame:
+    """Final-step ``metric`` of every run against its spec column ``x_column``, one series per ``series_column``."""
+    values = final_values(scalar, runs, metric, layer, gaps)
+    points = values.merge(runs, on="run")
+    missing_x = points[x_column].isna() if x_column in points.columns else pd.Series(True, index=points.index)
+    for run in points.loc[missing_x, "run"]:
+        gaps.append(f"{run}: {x_column} not set")
+    points = points[~missing_x]
+    key = points.get(series_column, pd.Series(np.nan, index=points.index)) if series_column else ""
+    key = pd.Series(key, index=points.index)
+    return pd.DataFrame(
+        {
+            "key": key,
+            "series": [label.format(k) for k in key],
+            "x": points[x_column].astype(float) if len(points) else [],
+            "y": points["value"],
+            "run": points["run"],
+            "step": points["step"],
+        }
+    )
+
+
+def final_curve(frame: pd.DataFrame, scalar: pd.DataFrame, run: str, **match: object) -> pd.DataFrame:
+    """Rows of a curve table (rpd, basins, geometry) for ``run`` at its final step whose columns equal ``match``."""
+    if frame.empty:
+        return frame
+    rows = frame[(frame["run"] == run) & (frame["step"] == final_steps(scalar).get(run, -1))]
+    for column, value in match.items():
+        rows = rows[rows[column] == value]
+    return rows
+
+
+def run_rows(frame: pd.DataFrame, run: str, **equal: Any) -> pd.DataFrame:
+    """Rows of ``frame`` for ``run`` whose columns equal the given values; empty if the table or a column is missing."""
+    if frame.empty or "run" not in frame.columns or any(column not in frame.columns for column in equal):
+        return frame.iloc[:0]
+    keep = frame["run"] == run
+    for column, value in equal.items():
+        keep &= frame[column] == value
+    return frame[keep]
+
+
+def grokking_steps(tables: RunTables, run: str) -> tuple[int, int] | None:
+    """The (before, after) grokking checkpoints of events.json (methods.md §10), or None without events."""
+    grok = tables.events.get(run, {}).get("grokking") or {}
+    before, after = grok.get("before_step"), grok.get("after_step")
+    return None if before is None or after is None else (int(before), int(after))
+
+
+def nearest_step(steps: Sequence[int] | np.ndarray | pd.Series, target: int) -> int | None:
+    """The available step closest to ``target`` (the earlier one on a tie), or None when there are none."""
+    available = np.unique(np.asarray(steps, dtype=np.int64))
+    return None if available.size == 0 else int(available[np.argmin(np.abs(available - target))])
+
+
+def step_label(used: int, requested: int) -> str:
+    return f"step {used}" if used == requested else f"step {used}, nearest to {requested}"
+
+
+# ---------------------------------------------------------------------------------------------- drawing
+
+
+def draw_lines(ax: plt.Axes, points: pd.DataFrame, panel: str, x_name: str, y_name: str, **style) -> pd.DataFrame:
+    """One line per series (ordered by ``key``, then x; seeds at one x are averaged); returns the plotted rows."""
+    if points.empty:
+        return pd.DataFrame(columns=PLOTTED_COLUMNS)
+    points = points.assign(key=points.get("key", points["series"]))
+    averaged = (
+        points.groupby(["key", "series", "x"], sort=True, dropna=False)
+        .agg(y=("y", "mean"), run=("run", lambda r: ";".join(sorted(r))), step=("step", "max"))
+        .reset_index()
+    )
+    for series, line in averaged.groupby(["key", "series"], sort=True, dropna=False):
+        ax.plot(line["x"], line["y"], label=series[1] or None, **({"marker": "o"} | style))
+    return averaged.drop(columns="key").assign(panel=panel, x_name=x_name, y_name=y_name)[PLOTTED_COLUMNS]
+
+
+def draw_curve(
+    ax: plt.Axes, x: pd.Series, y: pd.Series, panel: str, series: str, x_name: str, y_name: str, run: str, **style: Any
+) -> pd.DataFrame:
+    """Draw y(x) of one run without its missing values (gaps, never zeros) and return the drawn numbers."""
+    frame = pd.DataFrame({"x": pd.to_numeric(x, errors="coerce"), "y": pd.to_numeric(y, errors="coerce")})
+    frame = frame.dropna().sort_values("x", kind="stable")
+    if frame.empty:
+        return frame
+    ax.plot(frame["x"], frame["y"], label=series, **style)
+    return frame.assign(panel=panel, series=series, x_name=x_name, y_name=y_name, run=run)
+
+
+def step_axis(ax: plt.Axes) -> None:
+    """Log step axis; symlog keeps step 0 (the initial network) on it instead of silently dropping it."""
+    ax.set_xscale("symlog", linthresh=1.0, linscale=0.3)
+    ax.set_xlabel("step")
+
+
+def rpd_lines(
+    ax: plt.Axes, tables: RunTables, scalar: pd.DataFrame, runs: dict[str, str], panel: str, layer: int, gaps: list
+) -> pd.DataFrame:
+    """Final-step RPD density vs normalized rank of hidden ``layer`` for each ``series label -> run``."""
+    frames = []
+    for series, run in runs.items():
+        curve = final_curve(tables.rpd, scalar, run, layer=layer)
+        if curve.empty:
+            gaps.append(f"{run}: no RPD of layer {layer}")
+            continue
+        points = pd.DataFrame(
+            {"key": series, "series": series, "x": curve["bin_center"], "y": curve["density"], "run": run}
+        ).assign(step=curve["step"])
+        frames.append(draw_lines(ax, points, panel, "normalized rank", "RPD density", marker=None))
+    ax.axhline(1.0, color="0.7", lw=0.6, ls=":")  # the flat density of a layer without rank structure
+    ax.set(xlabel="normalized rank ρ", ylabel="RPD density")
+    return plotted_table(frames)
+
+
+def history_curves(ax: plt.Axes, tables: RunTables, run: str, panel: str, columns: dict[str, dict]) -> list:
+    """Columns of the run's history.csv against step, one line each (``columns``: name -> line style)."""
+    history = run_rows(tables.history, run)
+    drawn = []
+    for column, style in columns.items():
+        if column in history.columns:
+            part = draw_curve(ax, history["step"], history[column], panel, column, "step", column, run, **style)
+            drawn.append(part.assign(step=part["x"]))
+    if not any(len(part) for part in drawn):
+        note(ax, f"{run}: no history")
+    return drawn
+
+
+def projection_points(
+    tables: RunTables, run: str, split: str, bn_mode: str, step: int, digits: Sequence[int] | None = None
+) -> tuple[pd.DataFrame, int | None]:
+    """The run's projection rows at the available step nearest to ``step`` (and that step)."""
+    frame = run_rows(tables.projection, run, split=split, bn_mode=bn_mode)
+    if digits is not None and len(frame):
+        frame = frame[frame["label"].isin(list(digits))]
+    used = nearest_step(frame["step"], step) if len(frame) else None
+    return (frame[frame["step"] == used] if used is not None else frame), used
+
+
+def projection_panel(
+    ax: plt.Axes,
+    tables: RunTables,
+    run: str,
+    panel: str,
+    split: str,
+    bn_mode: str,
+    step: int,
+    when: str,
+    digits: Sequence[int] | None = None,
+) -> pd.DataFrame:
+    """Scatter h1 vs h2 of one split at one checkpoint, coloured by digit (methods.md §10)."""
+    frame, used = projection_points(tables, run, split, bn_mode, step, digits)
+    if used is None or frame.empty:
+        note(ax, f"{run}: no {split} projection (bn_mode {bn_mode})")
+        return frame.iloc[:0]
+    for digit, group in frame.groupby("label", sort=True):
+        ax.scatter(
+            group["h1"],
+            group["h2"],
+            s=4,
+            color=DIGIT_COLORS(int(digit) % 10),
+            alpha=0.6,
+            linewidths=0,
+            label=str(digit),
+        )
+    ax.legend(title="digit", markerscale=2, loc="best")
+    ax.set_title(f"{split}, {when} ({step_label(used, step)})")
+    ax.set_xlabel("$h_1$")
+    ax.set_ylabel("$h_2$")
+    drawn = frame.assign(
+        panel=panel,
+        series="digit " + frame["label"].astype(str),
+        x=frame["h1"],
+        y=frame["h2"],
+        x_name="h1",
+        y_name="h2",
+        step_requested=step,
+        when=when,
+    )
+    return drawn.drop(columns=["h1", "h2"])
+
+
+def comparable(axes: Sequence[plt.Axes], max_ratio: float = 10.0) -> bool:
+    """Whether panels can share one range: both hold data and neither cloud is ``max_ratio`` times wider (in x or
+    y) than the other, which would shrink it to a dot."""
+    if not all(ax.has_data() for ax in axes):
+        return False
+    for get in (plt.Axes.get_xlim, plt.Axes.get_ylim):
+        spans = np.diff(np.array([get(ax) for ax in axes]), axis=1)
+        if spans.max() > max_ratio * spans.min():
+            return False
+    return True
+
+
+def share_limits(axes: Sequence[plt.Axes]) -> None:
+    """Give the panels one common x and y range (the union of their own ranges)."""
+    for get, set_ in ((plt.Axes.get_xlim, plt.Axes.set_xlim), (plt.Axes.get_ylim, plt.Axes.set_ylim)):
+        limits = np.array([get(ax) for ax in axes])
+        for ax in axes:
+            set_(ax, limits[:, 0].min(), limits[:, 1].max())
+
+
+def share_pairs(before_after: Sequence[tuple[plt.Axes, plt.Axes]]) -> None:
+    """Share the range of each before/after pair so they compare by eye; where that is not sensible (scales differ
+    by more than 10x), share instead the panels of one checkpoint, consecutive pairs being train then test of one
+    mode (same SVD basis, so one sees test points land on the training clusters, §10)."""
+    if all(comparable(pair) for pair in before_after):
+        for pair in before_after:
+            share_limits(pair)
+        return
+    for (before_1, after_1), (before_2, after_2) in zip(before_after[::2], before_after[1::2], strict=True):
+        for same_step in ((before_1, before_2), (after_1, after_2)):
+            if comparable(same_step):
+                share_limits(same_step)
+
+
+# ---------------------------------------------------------------------------------------------- notes and output
+
+
+def finish(ax: plt.Axes, gaps: list[str], drew: bool, empty: str) -> None:
+    """Legend when something was drawn; otherwise note ``empty``; list the gaps (diverged or missing runs)."""
+    lines = list(dict.fromkeys(gaps))
+    if len(lines) > MAX_NOTE_LINES:
+        lines = lines[:MAX_NOTE_LINES] + [f"... and {len(lines) - MAX_NOTE_LINES} more"]
+    if not drew:
+        lines.insert(0, empty)
+    if lines:
+        note(ax, "\n".join(lines))
+    if drew and ax.get_legend_handles_labels()[0]:
+        ax.legend(frameon=False)
+
+
+def note_all(axes: Sequence[plt.Axes], text: str) -> None:
+    for ax in axes:
+        note(ax, text)
+
+
+def plotted_table(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """One long table of the drawn numbers (empty parts skipped), the standard columns first and always present."""
+    present = [part for part in parts if len(part)]
+    if not present:
+        return pd.DataFrame(columns=PLOTTED_COLUMNS)
+    table = pd.concat(present, ignore_index=True)
+    for column in PLOTTED_COLUMNS:
+        if column not in table.columns:
+            table[column] = np.nan
+    return table[PLOTTED_COLUMNS + [c for c in table.columns if c not in PLOTTED_COLUMNS]]
