@@ -45,6 +45,10 @@ def slurm_cluster(tmp_path_factory):
     finally:
         stopped = subprocess.run(["bash", str(SLURM / "stop.sh"), str(state)], capture_output=True, text=True)
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        # A leftover config with no controller makes every later snakemake start wait ~9 s (stop.sh explains).
+        controller_left = subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode == 0
+        conf = Path("/etc/slurm/slurm.conf")
+        assert controller_left or not conf.exists() or not conf.read_text().startswith("# netdyn-ci"), stopped.stdout
 
 
 @pytest.fixture(scope="module")
