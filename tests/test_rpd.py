@@ -10,6 +10,7 @@ from scipy.stats import rankdata
 from netdyn.layers import forward_layers
 from netdyn.models import build
 from netdyn.rpd import (
+    _compact_keys,
     ascending_average_ranks,
     bin_edges,
     lmap_readout,
@@ -71,6 +72,67 @@ def test_float32_fields_with_ties_match_brute_force():
     expected = brute_force_rho(h, readout, labels)
     rho = rank_positions(torch.tensor(h, dtype=torch.float32), torch.tensor(readout), torch.tensor(labels))
     np.testing.assert_allclose(rho.numpy(), expected, atol=1e-12, rtol=0)
+    _, density = rpd(torch.tensor(h, dtype=torch.float32), readout, labels, 10)
+    np.testing.assert_allclose(density, brute_force_density(expected, 10), atol=1e-12, rtol=0)
+
+
+def awkward_float32_fields(count: int = 300, neurons: int = 8) -> np.ndarray:
+    """Float32 fields with ±0.0, ties, neighbouring floats, and magnitudes spanning more than 2^64 (neuron 4 only)."""
+    rng = np.random.default_rng(11)
+    h = rng.normal(size=(count, neurons)).astype(np.float32)
+    h[::7, 0] = 0.0
+    h[1::7, 0] = -0.0  # ties +0.0
+    h[:, 1] = np.round(h[:, 1], 1)  # many ties
+    h[:, 2] = np.nextafter(np.float32(1.0), np.float32(2.0), dtype=np.float32) * (rng.integers(0, 2, count) + 1)
+    h[:, 3] = np.where(rng.random(count) < 0.5, 1.0, np.nextafter(np.float32(1.0), np.float32(0.0)))
+    h[:5, 4] = [1e-38, -1e-38, 1e-45, 3e38, -3e38]  # range > 2^64: the general path
+    h[:, 5] = 1.0  # all tied
+    h[:, 6] *= 1e-20
+    h[:4, 7] = [-0.0, 0.0, -0.0, 0.0]
+    h[4:8, 7] = [2.0**-40, -(2.0**-41), 3.0, -3.0]  # the column spans 2^42
+    return h
+
+
+@pytest.mark.parametrize("chunk_elements", [2**22, 600])
+def test_float32_fast_path_matches_brute_force_on_awkward_values(chunk_elements):
+    h = awkward_float32_fields()
+    rng = np.random.default_rng(12)
+    readout = rng.normal(size=(h.shape[1], 4))
+    readout[2, 1] = 0.0
+    labels = rng.integers(0, 4, size=h.shape[0])
+    expected = brute_force_rho(h.astype(np.float64), readout, labels)
+    for bins in (7, 50):
+        _, density = rpd(torch.from_numpy(h), readout, labels, bins, chunk_elements=chunk_elements)
+        np.testing.assert_allclose(density, brute_force_density(expected, bins), atol=1e-12, rtol=0)
+    rho = rank_positions(torch.from_numpy(h), readout, labels, chunk_elements=chunk_elements)
+    np.testing.assert_allclose(rho.numpy(), expected, atol=1e-12, rtol=0)
+
+
+def test_compact_keys_order_and_tie_like_the_floats():
+    h = awkward_float32_fields().T.copy()
+    keys, exact = _compact_keys(torch.from_numpy(h))
+    assert exact.tolist() == [True, True, True, True, False, True, True, True]
+    assert not bool((keys & 3).any())  # the payload bits are free
+    for row in np.flatnonzero(exact.numpy()):
+        codes = keys[row].numpy().astype(np.int64)
+        # Same order and the same ties as the floats: comparing any two samples gives the same answer.
+        np.testing.assert_array_equal(
+            np.sign(codes[:, None] - codes[None, :]), np.sign(h[row][:, None] - h[row][None, :])
+        )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_non_finite_fields_and_bad_labels_are_refused(dtype):
+    h, readout, labels = random_case(0, integer_fields=False)
+    for bad in (np.nan, np.inf, -np.inf):
+        broken = torch.tensor(h, dtype=dtype)
+        broken[5, 3] = bad
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            rpd(broken, readout, labels)
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            rank_positions(broken, readout, labels)
+    with pytest.raises(ValueError, match="class indices 0..3"):
+        rpd(h, readout, np.where(labels == 0, 4, labels))
 
 
 def test_ascending_average_ranks_equal_scipy_column_by_column():
