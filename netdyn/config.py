@@ -21,7 +21,20 @@ import jsonschema
 import numpy as np
 import yaml
 
-from netdyn.models import MODEL_DEFAULTS
+# The model section's defaults (netdyn.models.build); kept here so the workflow can read configs without torch.
+MODEL_DEFAULTS: dict[str, Any] = {
+    "input_size": 784,
+    "classes": 10,
+    "depth": 1,
+    "width": 256,
+    "widths": None,
+    "activation": "relu",
+    "batchnorm": False,
+    "dropout": 0.0,
+    "init": "default",
+    "init_range": 0.08838834764831845,  # 1/sqrt(128), methods.md U14
+    "alpha": 1.0,
+}
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "optimizer": "adam",

@@ -31,9 +31,10 @@ from torch import nn
 from netdyn import data as datasets
 from netdyn import snapshots
 from netdyn.atomic import write_text
+from netdyn.config import MODEL_DEFAULTS
 from netdyn.evaluate import accuracy_bn_train_mode, evaluate, has_batchnorm
 from netdyn.layers import ACTIVATIONS, blocks
-from netdyn.models import MODEL_DEFAULTS, build
+from netdyn.models import build
 from netdyn.samples import training_indices
 from netdyn.train import HISTORY_COLUMNS, weight_norm
 

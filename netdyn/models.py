@@ -14,21 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from netdyn.config import MODEL_DEFAULTS
 from netdyn.layers import ACTIVATIONS
-
-MODEL_DEFAULTS: dict[str, Any] = {
-    "input_size": 784,
-    "classes": 10,
-    "depth": 1,
-    "width": 256,
-    "widths": None,
-    "activation": "relu",
-    "batchnorm": False,
-    "dropout": 0.0,
-    "init": "default",
-    "init_range": 0.08838834764831845,  # 1/sqrt(128), methods.md U14
-    "alpha": 1.0,
-}
 
 
 def hidden_widths(spec: Mapping[str, Any]) -> list[int]:

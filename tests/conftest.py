@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from netdyn.config import TRAIN_DEFAULTS
-from netdyn.models import MODEL_DEFAULTS
+from netdyn.config import MODEL_DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 
