@@ -9,6 +9,8 @@ and the median is kept. The ratio is baseline time / netdyn time (a speed-up; > 
     python -m benchmarks.run --preset       # also the quick preset end to end and a no-op rerun (~10+ minutes)
 
 Both sides use ``torch.set_num_threads(threads)`` (default 1), so the ratios compare the code, not the cores.
+``--device cuda`` runs the training and basin rows (and the matmul peak) on the GPU instead: both sides on it, the
+conventional loop moving each batch there as such loops do; the other rows stay on the CPU.
 """
 
 from __future__ import annotations
@@ -74,12 +76,20 @@ WIDE_TRAIN = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "momentum": 
 # helpers
 
 
+def synchronize() -> None:
+    """Wait for queued GPU work, so a wall time covers it (a no-op on the CPU)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def median_time(function: Callable[[], Any], repeats: int) -> tuple[float, list[float]]:
     """Median wall time of ``repeats`` calls (and every time)."""
     times = []
     for _ in range(repeats):
+        synchronize()
         start = time.perf_counter()
         function()
+        synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times), times
 
@@ -162,16 +172,16 @@ class MnistStyleDataset(Dataset):
 
 
 def netdyn_training(
-    images: np.ndarray, labels: np.ndarray, model_spec: dict, train: dict, steps: int, batch: int
+    images: np.ndarray, labels: np.ndarray, model_spec: dict, train: dict, steps: int, batch: int, device="cpu"
 ) -> nn.Module:
-    """netdyn.train.train_run's loop: the split as one float tensor, batches as index slices of it."""
-    x = torch.as_tensor(images.reshape(len(images), -1)).to(torch.float32) / 255.0
-    y = torch.as_tensor(labels).long()
-    model = build(model_spec, generator_seed=train["seed"])
+    """netdyn.train.train_run's loop: the split as one float tensor on the device, batches as index slices of it."""
+    x = torch.as_tensor(images.reshape(len(images), -1)).to(device, torch.float32) / 255.0
+    y = torch.as_tensor(labels).long().to(device)
+    model = build(model_spec, generator_seed=train["seed"]).to(device)
     optimizer = make_optimizer(model, train)
     model.train()
     for step in range(steps):
-        index = batch_indices(step, len(y), batch, train["seed"])
+        index = batch_indices(step, len(y), batch, train["seed"]).to(device)
         loss = loss_value(model(x[index]), y[index], train["loss"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -187,6 +197,7 @@ def conventional_training(
     steps: int,
     batch: int,
     batch_order: list[torch.Tensor] | None = None,
+    device="cpu",
 ) -> nn.Module:
     """The textbook loop: MNIST-style dataset with ToTensor per sample, a shuffling DataLoader, same model."""
     dataset = MnistStyleDataset(images, labels)
@@ -195,12 +206,13 @@ def conventional_training(
         loader = DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=True, generator=generator)
     else:  # the agreement check: exactly netdyn's batches
         loader = DataLoader(dataset, batch_sampler=[b.tolist() for b in batch_order])
-    model = build(model_spec, generator_seed=train["seed"])
+    model = build(model_spec, generator_seed=train["seed"]).to(device)
     optimizer = make_optimizer(model, train)
     model.train()
     step = 0
     while step < steps:
         for x, y in loader:
+            x, y = x.to(device), y.to(device)
             loss = loss_value(model(x.view(len(x), -1)), y, train["loss"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -229,29 +241,33 @@ def training_flops(model_spec: dict, batch: int, steps: int) -> float:
     return steps * (3 * sum(per_layer) - per_layer[0])
 
 
-def matmul_peak(n: int, repeats: int) -> float:
+def matmul_peak(n: int, repeats: int, device="cpu") -> float:
     """Best float32 matmul FLOP/s of an n x n product at the current thread count (FLOPs = 2 n^3)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     torch.matmul(a, b)
     best = min(median_time(lambda: torch.matmul(a, b), 1)[0] for _ in range(max(3, repeats)))
     return 2 * n**3 / best
 
 
-def bench_training(name: str, sizes: dict, model_spec: dict, train: dict, repeats: int, peak: float | None) -> dict:
+def bench_training(
+    name: str, sizes: dict, model_spec: dict, train: dict, repeats: int, peak: float | None, device="cpu"
+) -> dict:
     images, labels = synthetic_images(sizes["n"])
     steps, batch = sizes["steps"], sizes["batch"]
     # Same answer: both loops fed netdyn's batches give the same weights (the per-step math is identical).
     check_steps = min(steps, 5)
     order = [batch_indices(s, len(labels), batch, train["seed"]) for s in range(check_steps)]
-    ours = netdyn_training(images, labels, model_spec, train, check_steps, batch)
-    theirs = conventional_training(images, labels, model_spec, train, check_steps, batch, batch_order=order)
+    ours = netdyn_training(images, labels, model_spec, train, check_steps, batch, device)
+    theirs = conventional_training(images, labels, model_spec, train, check_steps, batch, order, device)
     difference = max(
         float((a - b).abs().max())
         for a, b in zip(ours.state_dict().values(), theirs.state_dict().values(), strict=True)
     )
     agree = difference <= 1e-5
-    _, base = median_time(lambda: conventional_training(images, labels, model_spec, train, steps, batch), repeats)
-    _, mine = median_time(lambda: netdyn_training(images, labels, model_spec, train, steps, batch), repeats)
+    _, base = median_time(
+        lambda: conventional_training(images, labels, model_spec, train, steps, batch, device=device), repeats
+    )
+    _, mine = median_time(lambda: netdyn_training(images, labels, model_spec, train, steps, batch, device), repeats)
     data_only, _ = median_time(lambda: conventional_data_only(images, labels, steps, batch), repeats)
     details: dict[str, Any] = {
         "max_weight_difference_same_batches": difference,
@@ -277,10 +293,10 @@ def bench_training(name: str, sizes: dict, model_spec: dict, train: dict, repeat
 # basins: netdyn's batched copies against per-(amplitude, draw) loops
 
 
-def basin_setup(sizes: dict) -> tuple[nn.Sequential, torch.Tensor, torch.Tensor]:
+def basin_setup(sizes: dict, device="cpu") -> tuple[nn.Sequential, torch.Tensor, torch.Tensor]:
     """A fixed random net and inputs labelled by the net itself (clean accuracy 1, so the curves fall)."""
-    model = build({"depth": sizes["depth"], "width": sizes["width"]}, generator_seed=0).eval()
-    x = torch.rand(sizes["samples"], 784, generator=torch.Generator().manual_seed(1))
+    model = build({"depth": sizes["depth"], "width": sizes["width"]}, generator_seed=0).eval().to(device)
+    x = torch.rand(sizes["samples"], 784, generator=torch.Generator().manual_seed(1)).to(device)
     with torch.no_grad():
         y = model(x).argmax(1)
     return model, x, y
@@ -290,7 +306,7 @@ def basin_setup(sizes: dict) -> tuple[nn.Sequential, torch.Tensor, torch.Tensor]
 def weight_basin_loop(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, amplitudes, noise) -> torch.Tensor:
     """Per draw and amplitude: deepcopy the model, perturb every Linear w -> w (1 + eps xi), evaluate."""
     draws = noise[0][0].shape[0]
-    accuracy = torch.zeros(len(amplitudes), draws, dtype=torch.float64)
+    accuracy = torch.zeros(len(amplitudes), draws, dtype=torch.float64, device=x.device)
     for a, eps in enumerate(amplitudes):
         for d in range(draws):
             perturbed = copy.deepcopy(model)
@@ -299,17 +315,17 @@ def weight_basin_loop(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, am
                 linear.weight.mul_(1 + eps * weight_noise[d])
                 linear.bias.mul_(1 + eps * bias_noise[d])
             accuracy[a, d] = (perturbed(x).argmax(1) == y).double().mean()
-    return accuracy
+    return accuracy.cpu()
 
 
 @torch.no_grad()
 def input_basin_loop(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor, amplitudes, noise) -> torch.Tensor:
     """Per amplitude and repeat: evaluate the model on x + eps xi."""
-    accuracy = torch.zeros(len(amplitudes), len(noise), dtype=torch.float64)
+    accuracy = torch.zeros(len(amplitudes), len(noise), dtype=torch.float64, device=x.device)
     for a, eps in enumerate(amplitudes):
         for r in range(len(noise)):
             accuracy[a, r] = (model(x + eps * noise[r]).argmax(1) == y).double().mean()
-    return accuracy
+    return accuracy.cpu()
 
 
 def basin_flop_bounds(sizes: dict) -> dict[str, float]:
@@ -328,8 +344,8 @@ def basin_flop_bounds(sizes: dict) -> dict[str, float]:
     return {"weight": loop / weight, "input": loop / inputs}
 
 
-def bench_basins(sizes: dict, repeats: int) -> list[dict]:
-    model, x, y = basin_setup(sizes)
+def bench_basins(sizes: dict, repeats: int, device="cpu") -> list[dict]:
+    model, x, y = basin_setup(sizes, device)
     draws, n = sizes["draws"], sizes["samples"]
     # Argmax ties broken by round-off may flip a few samples: allow 3 samples' worth of accuracy, and report it.
     tolerance = 3 / n
@@ -339,7 +355,7 @@ def bench_basins(sizes: dict, repeats: int) -> list[dict]:
     noise = basins.draw_weight_noise(model, draws, torch.Generator().manual_seed(2))
     ours = basins.weight_basin_accuracies(model, x, y, weight_amplitudes, noise)
     theirs = weight_basin_loop(model, x, y, weight_amplitudes, noise)
-    difference = float((ours - theirs).abs().max())
+    difference = float((ours.cpu() - theirs).abs().max())
     _, base = median_time(lambda: weight_basin_loop(model, x, y, weight_amplitudes, noise), repeats)
     _, mine = median_time(lambda: basins.weight_basin_accuracies(model, x, y, weight_amplitudes, noise), repeats)
     ratio = statistics.median(base) / statistics.median(mine)
@@ -359,10 +375,10 @@ def bench_basins(sizes: dict, repeats: int) -> list[dict]:
     )
 
     input_amplitudes = np.logspace(-3, 2, sizes["amplitudes"]).tolist()
-    input_noise = torch.randn(draws, n, 784, generator=torch.Generator().manual_seed(3))
+    input_noise = torch.randn(draws, n, 784, generator=torch.Generator().manual_seed(3)).to(device)
     ours = basins.input_basin_accuracies(model, x, y, input_amplitudes, input_noise)
     theirs = input_basin_loop(model, x, y, input_amplitudes, input_noise)
-    difference = float((ours - theirs).abs().max())
+    difference = float((ours.cpu() - theirs).abs().max())
     _, base = median_time(lambda: input_basin_loop(model, x, y, input_amplitudes, input_noise), repeats)
     _, mine = median_time(lambda: basins.input_basin_accuracies(model, x, y, input_amplitudes, input_noise), repeats)
     ratio = statistics.median(base) / statistics.median(mine)
@@ -660,23 +676,30 @@ def table(rows: list[dict]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) for line in lines)
 
 
-def run(smoke: bool = False, preset: bool = False, threads: int = 1, cores: int = 2, log=print) -> dict[str, Any]:
+def run(
+    smoke: bool = False, preset: bool = False, threads: int = 1, cores: int = 2, device: str = "cpu", log=print
+) -> dict[str, Any]:
     torch.set_num_threads(threads)
+    if device != "cpu" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {device}: no CUDA GPU is visible here")
     sizes = SMOKE if smoke else FULL
     repeats = sizes["repeats"]
     started = time.perf_counter()
-    peak = matmul_peak(sizes["peak_n"], repeats)
-    log(f"matmul peak: {peak / 1e9:.1f} GFLOP/s ({threads} thread(s))")
+    peak = matmul_peak(sizes["peak_n"], repeats, device)
+    log(f"matmul peak: {peak / 1e9:.1f} GFLOP/s ({device}, {threads} CPU thread(s))")
     wide_model = {"depth": 2, "width": sizes["wide"]["width"]}
     grok, wide = sizes["grok"], sizes["wide"]
     wide_name = f"train 784-{wide['width']}x2-10"
     steps: list[tuple[str, Callable[[], list[dict] | dict]]] = [
         (
             "training (grokking net)",
-            lambda: bench_training("train 784-200-200-10", grok, GROK_MODEL, GROK_TRAIN, repeats, None),
+            lambda: bench_training("train 784-200-200-10", grok, GROK_MODEL, GROK_TRAIN, repeats, None, device),
         ),
-        ("training (wide net)", lambda: bench_training(wide_name, wide, wide_model, WIDE_TRAIN, repeats, peak)),
-        ("basins", lambda: bench_basins(sizes["basin"], repeats)),
+        (
+            "training (wide net)",
+            lambda: bench_training(wide_name, wide, wide_model, WIDE_TRAIN, repeats, peak, device),
+        ),
+        ("basins", lambda: bench_basins(sizes["basin"], repeats, device)),
         ("RPD", lambda: bench_rpd(sizes["rpd"], repeats)),
         ("LP pruning", lambda: bench_lp(sizes["lp"], repeats)),
         ("activation dump", lambda: bench_dump(sizes["dump"], repeats)),
@@ -693,6 +716,7 @@ def run(smoke: bool = False, preset: bool = False, threads: int = 1, cores: int 
         "mode": "smoke" if smoke else "full",
         "machine": machine(),
         "threads": threads,
+        "device": torch.cuda.get_device_name() if device != "cpu" else "cpu",
         "matmul_peak_flops": peak,
         "sizes": sizes,
         "rows": rows,
@@ -706,9 +730,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", action="store_true", help="also run the quick preset end to end (~10+ min)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for both sides (default 1)")
     parser.add_argument("--cores", type=int, default=2, help="snakemake --cores for --preset (default 2)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where the training and basin rows run")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON file (default {RESULTS})")
     args = parser.parse_args(argv)
-    results = run(smoke=args.smoke, preset=args.preset, threads=args.threads, cores=args.cores)
+    results = run(smoke=args.smoke, preset=args.preset, threads=args.threads, cores=args.cores, device=args.device)
     args.output.write_text(json.dumps(results, indent=2, default=float))
     print(table(results["rows"]))
     print(f"total {results['total_s']:.1f} s; written to {args.output}")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from benchmarks import run as bench
@@ -73,3 +74,10 @@ def test_loops_are_the_same_computation_as_netdyn():
     assert bench.training_flops({"depth": 1, "width": 3}, batch=2, steps=1) == 3 * (
         2 * 2 * 784 * 3 + 2 * 2 * 3 * 10
     ) - (2 * 2 * 784 * 3)
+
+
+def test_gpu_rows_are_refused_clearly_without_a_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: `python -m benchmarks.run --device cuda` runs for real")
+    with pytest.raises(SystemExit, match="--device cuda: no CUDA GPU is visible"):
+        bench.run(smoke=True, device="cuda", log=lambda _: None)
