@@ -8,7 +8,8 @@ and the median is kept. The ratio is baseline time / netdyn time (a speed-up; > 
     python -m benchmarks.run --smoke        # tiny sizes, a few seconds (the test in tests/test_benchmarks.py)
     python -m benchmarks.run --preset       # also the quick preset end to end and a no-op rerun (~10+ minutes)
 
-Both sides use ``torch.set_num_threads(threads)`` (default 1), so the ratios compare the code, not the cores.
+Both sides use ``threads`` threads (default 1): torch's and the BLAS/OpenMP pools numpy, scipy and scikit-learn
+use (threadpoolctl), so the ratios compare the code, not the cores.
 ``--device cuda`` runs the training and basin rows (and the matmul peak) on the GPU instead: both sides on it, the
 conventional loop moving each batch there as such loops do; the other rows stay on the CPU.
 """
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from threadpoolctl import threadpool_limits
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -733,7 +735,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda: where the training and basin rows run")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON file (default {RESULTS})")
     args = parser.parse_args(argv)
-    results = run(smoke=args.smoke, preset=args.preset, threads=args.threads, cores=args.cores, device=args.device)
+    with threadpool_limits(args.threads):
+        results = run(smoke=args.smoke, preset=args.preset, threads=args.threads, cores=args.cores, device=args.device)
     args.output.write_text(json.dumps(results, indent=2, default=float))
     print(table(results["rows"]))
     print(f"total {results['total_s']:.1f} s; written to {args.output}")

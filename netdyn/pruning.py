@@ -127,6 +127,15 @@ def lmap_accuracy(
     return accuracy(lmap_logits(model, start_layer, x_prev, fold_bn=fold_bn, bias=bias), labels)
 
 
+def _gram(x: torch.Tensor) -> torch.Tensor:
+    """``xᵀx``. On the CPU through numpy, which computes ``a.T @ a`` with BLAS ``syrk`` (one triangle): about 2x
+    faster than ``torch.mm`` in float64 there."""
+    if x.device.type == "cpu":
+        array = x.numpy()
+        return torch.from_numpy(array.T @ array)
+    return x.T @ x
+
+
 def _centred_moments(features: torch.Tensor, targets: torch.Tensor, centre: bool) -> dict[str, torch.Tensor]:
     """Column means, the (centred) Gram matrix, the (centred) cross moments and Σ‖x‖², in float64, in chunks."""
     rows, width = features.shape
@@ -143,7 +152,7 @@ def _centred_moments(features: torch.Tensor, targets: torch.Tensor, centre: bool
     for start in range(0, rows, _CHUNK_ROWS):
         x = features[start : start + _CHUNK_ROWS].double() - mean_x
         y = targets[start : start + _CHUNK_ROWS].double() - mean_y
-        gram += x.T @ x
+        gram += _gram(x)
         cross += x.T @ y
     # tr(XᵀX) of the uncentred design [x, 1]: Σ‖x‖² = tr(centred Gram) + P‖mean‖², plus P for the ones column.
     trace = gram.trace() + rows * mean_x.square().sum() + (rows if centre else 0)
@@ -166,8 +175,8 @@ def fit_lp_details(
     if len(features) != len(targets):
         raise ValueError(f"fit_lp: {len(features)} feature rows but {len(targets)} target rows")
     moments = _centred_moments(features, targets, centre=affine)
-    eigenvalues, eigenvectors = torch.linalg.eigh(moments["gram"])
-    eigenvalues = eigenvalues.clamp_min(0.0)
+    gram = moments["gram"]
+    eigenvalues = torch.linalg.eigvalsh(gram).clamp_min(0.0)
     top = float(eigenvalues[-1]) if len(eigenvalues) else 0.0
     bottom = float(eigenvalues[0]) if len(eigenvalues) else 0.0
     condition = top / bottom if bottom > 0 else float("inf")
@@ -176,14 +185,25 @@ def fit_lp_details(
     else:
         factor = float(ridge)
     lam = factor * float(moments["trace"]) / (features.shape[1] + (1 if affine else 0))
-    projected = eigenvectors.T @ moments["cross"]
-    if lam > 0:
-        inverse = 1.0 / (eigenvalues + lam)
-    else:
-        # Plain least squares: minimum-norm solution, dropping directions at round-off level.
-        keep = eigenvalues > top * features.shape[1] * torch.finfo(torch.float64).eps
-        inverse = torch.where(keep, 1.0 / eigenvalues.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
-    slopes = eigenvectors @ (inverse[:, None] * projected)
+    # Directions at round-off level are dropped from a plain least-squares fit (the minimum-norm solution).
+    round_off = top * features.shape[1] * torch.finfo(torch.float64).eps
+    slopes = None
+    if lam > 0 or bool((eigenvalues > round_off).all()):
+        # A regular system: a Cholesky solve, cheaper than the eigenvectors (eigvalsh + Cholesky ≈ 0.6 eigh).
+        system = gram + lam * torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
+        lower, info = torch.linalg.cholesky_ex(system)
+        if int(info) == 0:
+            slopes = torch.cholesky_solve(moments["cross"], lower)
+    if slopes is None:
+        eigenvalues, eigenvectors = torch.linalg.eigh(gram)
+        eigenvalues = eigenvalues.clamp_min(0.0)
+        if lam > 0:
+            inverse = 1.0 / (eigenvalues + lam)
+        else:
+            inverse = torch.where(
+                eigenvalues > round_off, 1.0 / eigenvalues.clamp_min(torch.finfo(torch.float64).tiny), 0.0
+            )
+        slopes = eigenvectors @ (inverse[:, None] * (eigenvectors.T @ moments["cross"]))
     if affine:
         intercept = moments["mean_y"] - moments["mean_x"] @ slopes
         slopes = torch.cat([slopes, intercept[None, :]])
