@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from netdyn.config import TRAIN_DEFAULTS
-from netdyn.config import MODEL_DEFAULTS
+from netdyn.config import MODEL_DEFAULTS, TRAIN_DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 
