@@ -12,7 +12,9 @@
 
 LP solver (U6): the affine fit centres the features and solves the normal equations of the centred problem from a
 float64 Gram matrix accumulated in row chunks, so memory stays ``O(N^2 + chunk * N)`` for P = 60k, N = 1024. The
-Gram matrix is diagonalized once (``eigh``); that gives the condition number and the solution. With ``ridge=None``
+Gram matrix's eigenvalues (``eigvalsh``) give the condition number; the solution is a Cholesky solve, or, where
+directions are dropped at round-off level (``ridge=0`` on rank-deficient features), the eigenvector form of the
+minimum-norm solution. With ``ridge=None``
 (the default) a ridge ``λ = 1e-6 · tr(XᵀX)/(N+1)`` (``X`` = the uncentred design with its column of ones, as §4
 writes it) is added exactly when the Gram matrix is rank deficient or ill-conditioned, i.e. its condition number
 exceeds ``cond_limit = 1e10`` (condition number of the centred features above 1e5). A number given as ``ridge`` is
