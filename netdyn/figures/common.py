@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 
 from netdyn.collection import RunTables
-from netdyn.figures.style import note
+from netdyn.figures.style import note, panels
 
 PLOTTED_COLUMNS = ["panel", "series", "x", "y", "x_name", "y_name", "run", "step"]
 SCALAR_COLUMNS = ["run", "step", "metric", "layer", "value", "note"]
 MAX_NOTE_LINES = 6
+MAX_GRID_RUNS = 4  # runs drawn by run_panels, one per panel of its 2 x 2 grid
 DIGIT_COLORS = plt.get_cmap("tab10")  # a digit keeps its colour in every panel and figure
 
 
@@ -289,17 +290,37 @@ def projection_panel(
     ax.set_title(f"{split}, {when} ({step_label(used, step)})")
     ax.set_xlabel("$h_1$")
     ax.set_ylabel("$h_2$")
-    drawn = frame.assign(
+    return projection_rows(frame, panel, "digit " + frame["label"].astype(str), step, when)
+
+
+def projection_rows(points: pd.DataFrame, panel: str, series: Any, requested: int, when: str) -> pd.DataFrame:
+    """Plotted-table rows of projection ``points`` drawn at (h1, h2) in ``panel``, for the checkpoint ``when``."""
+    return points.drop(columns=["h1", "h2"]).assign(
         panel=panel,
-        series="digit " + frame["label"].astype(str),
-        x=frame["h1"],
-        y=frame["h2"],
+        series=series,
+        x=points["h1"],
+        y=points["h2"],
         x_name="h1",
         y_name="h2",
-        step_requested=step,
+        step_requested=requested,
         when=when,
     )
-    return drawn.drop(columns=["h1", "h2"])
+
+
+def run_panels(
+    title: str, runs: pd.DataFrame, notes: tuple[str, str], draw_panel: Callable[[plt.Axes, pd.Series, str], list]
+) -> tuple[plt.Figure, pd.DataFrame]:
+    """A 2 x 2 figure of one run per panel (the first 4 of ``runs``), panels a-d drawn by ``draw_panel(ax, run,
+    letter)``; ``notes`` = (text when there is no run at all, text for a panel left without a run)."""
+    extra = f" (first {MAX_GRID_RUNS} of {len(runs)})" if len(runs) > MAX_GRID_RUNS else ""
+    fig, axes = panels(2, 2, f"{title}{extra}")
+    drawn = []
+    for index, ax in enumerate(axes):
+        if index >= len(runs):
+            note(ax, notes[0] if runs.empty else notes[1])
+            continue
+        drawn += draw_panel(ax, runs.iloc[index], "abcd"[index])
+    return fig, plotted_table(drawn)
 
 
 def comparable(axes: Sequence[plt.Axes], max_ratio: float = 10.0) -> bool:

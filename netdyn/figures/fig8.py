@@ -17,19 +17,19 @@ from netdyn.figures.common import (
     divergence,
     grokking_steps,
     history_curves,
-    plotted_table,
     projection_points,
+    projection_rows,
     role_runs,
+    run_panels,
     step_axis,
     step_label,
 )
-from netdyn.figures.style import note, panels
+from netdyn.figures.style import note
 
 ROLES = {
     "conditions": "runs of one deep BatchNorm net that differ only in train.batch_size and/or train.lr (methods.md "
     "§3 Fig. 8, §11.3: e.g. base, larger batch, smaller batch, larger lr), with test projections at their checkpoints",
 }
-MAX_PANELS = 4
 # Mid-height, right of centre: after memorization train accuracy runs above it and test accuracy below it until
 # grokking; a translucent background keeps any curve behind it visible.
 INSET = (0.42, 0.22, 0.42, 0.44)
@@ -62,18 +62,7 @@ def inset_projection(ax: plt.Axes, tables: RunTables, run: str, panel: str, digi
             continue
         inset.scatter(points["h1"], points["h2"], s=2, color=color, alpha=0.7, linewidths=0)
         series = f"inset digit {digit} {when} ({step_label(used, requested)})"
-        drawn.append(
-            points.drop(columns=["h1", "h2"]).assign(
-                panel=panel,
-                series=series,
-                x=points["h1"],
-                y=points["h2"],
-                x_name="h1",
-                y_name="h2",
-                step_requested=requested,
-                when=when,
-            )
-        )
+        drawn.append(projection_rows(points, panel, series, requested, when))
     if not drawn:
         note(inset, f"no test projection of digit {digit}")
     inset.set_title(f"test digit {digit}: before (grey), after", fontsize=5, pad=2)
@@ -98,13 +87,9 @@ def condition_panel(ax: plt.Axes, tables: RunTables, row: pd.Series, panel: str,
 
 def draw(tables: RunTables, *, digit: int = 5) -> tuple[plt.Figure, pd.DataFrame]:
     """Fig. 8 of the ``conditions`` runs (first 4 by run id); ``digit`` is the inset's digit."""
-    runs = role_runs(tables, "conditions")
-    extra = f" (first {MAX_PANELS} of {len(runs)})" if len(runs) > MAX_PANELS else ""
-    fig, axes = panels(2, 2, f"Fig. 8: batch size and learning rate{extra}")
-    drawn = []
-    for index, ax in enumerate(axes):
-        if index >= len(runs):
-            note(ax, "no run with role 'conditions'" if runs.empty else "no further condition run")
-            continue
-        drawn += condition_panel(ax, tables, runs.iloc[index], "abcd"[index], digit)
-    return fig, plotted_table(drawn)
+    return run_panels(
+        "Fig. 8: batch size and learning rate",
+        role_runs(tables, "conditions"),
+        ("no run with role 'conditions'", "no further condition run"),
+        lambda ax, run, letter: condition_panel(ax, tables, run, letter, digit),
+    )

@@ -17,14 +17,13 @@ from matplotlib.ticker import MaxNLocator
 
 from netdyn.collection import RunTables
 from netdyn.dynamics import turning_point_spread
-from netdyn.figures.common import divergence, draw_curve, plotted_table, role_runs, run_rows, step_axis
-from netdyn.figures.style import note, panels
+from netdyn.figures.common import divergence, draw_curve, role_runs, run_panels, run_rows, step_axis
+from netdyn.figures.style import note
 
 ROLES = {
     "depth": "deep BatchNorm ReLU nets of one experiment sweeping model.depth (methods.md §3 Fig. 3(d)/9, §11.4), "
     "with rpd_gradient at many checkpoints; Fig. 9 draws up to 4 of them, shallowest first",
 }
-MAX_PANELS = 4
 LAYER_COLORS = plt.get_cmap("viridis")
 
 
@@ -141,13 +140,9 @@ def gradient_panel(ax: plt.Axes, tables: RunTables, row: pd.Series, panel: str) 
 
 def draw(tables: RunTables) -> tuple[plt.Figure, pd.DataFrame]:
     """Fig. 9 of the ``depth`` runs (the first 4 by depth)."""
-    runs = ordered_runs(tables)
-    extra = f" (first {MAX_PANELS} of {len(runs)})" if len(runs) > MAX_PANELS else ""
-    fig, axes = panels(2, 2, f"Fig. 9: RPD gradient per layer and double descent{extra}")
-    drawn = []
-    for index, ax in enumerate(axes):
-        if index >= len(runs):
-            note(ax, "no run with role 'depth'" if runs.empty else "no further depth run")
-            continue
-        drawn += gradient_panel(ax, tables, runs.iloc[index], "abcd"[index])
-    return fig, plotted_table(drawn)
+    return run_panels(
+        "Fig. 9: RPD gradient per layer and double descent",
+        ordered_runs(tables),
+        ("no run with role 'depth'", "no further depth run"),
+        lambda ax, run, letter: gradient_panel(ax, tables, run, letter),
+    )
