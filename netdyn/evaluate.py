@@ -4,6 +4,12 @@ BatchNorm "train mode during the test phase" follows methods.md §11.2: the prim
 test mini-batch (training batch size, shuffled) with its own statistics while the running buffers stay
 frozen and Dropout stays off; the literal reading (alpha = 0) replaces the running statistics by those of
 one given training mini-batch and then evaluates in eval mode.
+
+:func:`snapshot_metrics` is the one place that computes a history row's measurements (trained and imported
+runs alike): eval-mode loss and accuracy on the training and test sets, the same with BatchNorm in train mode
+(§11.1: in a deep BN net eval-mode train and test accuracy lag together while the running statistics catch
+up, so the paper's "train accuracy climbs while test accuracy sits at chance" is the train-mode train
+accuracy beside the eval-mode test accuracy), and the weight norm.
 """
 
 from __future__ import annotations
@@ -111,8 +117,67 @@ def bn_train_mode_forward(
 
 def accuracy_bn_train_mode(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0) -> float:
     """Accuracy with BatchNorm in train mode at test time (§11.2, primary reading)."""
+    return evaluate_bn_train_mode(model, x, y, "ce", batch_size, seed)[1]
+
+
+def evaluate_bn_train_mode(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str, batch_size: int, seed: int = 0
+) -> tuple[float, float]:
+    """Mean loss and accuracy with BatchNorm in train mode (§11.2, primary reading; buffers left untouched)."""
     _, logits = bn_train_mode_forward(model, x, batch_size, seed)
-    return float((logits.argmax(1) == y).double().mean())
+    return float(loss_value(logits, y, loss)), float((logits.argmax(1) == y).double().mean())
+
+
+def weight_norm(model: nn.Module) -> float:
+    """L2 norm of all parameters, in float64."""
+    return float(torch.sqrt(sum((p.detach().double() ** 2).sum() for p in model.parameters())))
+
+
+# The measurements of one history row (docs/formats.md "history.csv"), in column order.
+SNAPSHOT_METRICS = (
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "train_loss_bntrain",
+    "train_acc_bntrain",
+    "test_acc_bntrain",
+    "weight_norm",
+)
+
+
+def snapshot_metrics(
+    model: nn.Module,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    loss: str,
+    batch_size: int,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Every measurement of a history row (:data:`SNAPSHOT_METRICS`): eval-mode loss and accuracy on ``train``
+    and ``test`` (inputs, labels), the train-mode-BatchNorm readings (NaN without BatchNorm) and the weight norm.
+
+    Train-mode readings normalize shuffled mini-batches of ``batch_size`` (the training batch size, seeded by
+    ``seed``) with their own statistics; the running buffers are restored afterwards, so recording a snapshot
+    never changes the model.
+    """
+    train_loss, train_acc = evaluate(model, *train, loss)
+    test_loss, test_acc = evaluate(model, *test, loss)
+    nan = float("nan")
+    bn_train = bn_test = (nan, nan)
+    if has_batchnorm(model):
+        bn_train = evaluate_bn_train_mode(model, *train, loss, batch_size, seed)
+        bn_test = evaluate_bn_train_mode(model, *test, loss, batch_size, seed)
+    return {
+        "train_loss": train_loss,
+        "train_acc": train_acc,
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "train_loss_bntrain": bn_train[0],
+        "train_acc_bntrain": bn_train[1],
+        "test_acc_bntrain": bn_test[1],
+        "weight_norm": weight_norm(model),
+    }
 
 
 @torch.no_grad()

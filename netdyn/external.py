@@ -32,11 +32,11 @@ from netdyn import data as datasets
 from netdyn import snapshots
 from netdyn.atomic import write_text
 from netdyn.config import MODEL_DEFAULTS
-from netdyn.evaluate import accuracy_bn_train_mode, evaluate, has_batchnorm
+from netdyn.evaluate import snapshot_metrics
 from netdyn.layers import ACTIVATIONS, blocks
 from netdyn.models import build
 from netdyn.samples import training_indices
-from netdyn.train import HISTORY_COLUMNS, weight_norm
+from netdyn.train import HISTORY_COLUMNS
 
 ACTIVATION_NAMES = {cls: name for name, cls in ACTIVATIONS.items()}
 
@@ -177,31 +177,22 @@ def import_run(
                 f"{file}: the model takes {model_spec_found['input_size']} inputs, the data has {data.train_x.shape[1]}"
             )
         model = model.to(torch.float32)
-        train_loss, train_acc = evaluate(model, x_train, y_train, train_spec["loss"])
-        test_loss, test_acc = evaluate(model, data.test_x, data.test_y, train_spec["loss"])
-        bn = has_batchnorm(model)
-        row = {
-            "step": step,
-            "epoch": math.nan,
-            "train_loss": train_loss,
-            "train_acc": train_acc,
-            "test_loss": test_loss,
-            "test_acc": test_acc,
-            "test_acc_bntrain": (
-                accuracy_bn_train_mode(model, data.test_x, data.test_y, train_spec["batch_size"], train_spec["seed"])
-                if bn
-                else math.nan
-            ),
-            "weight_norm": weight_norm(model),
-            "wall_time": time.time() - started,
-        }
+        measured = snapshot_metrics(
+            model,
+            (x_train, y_train),
+            (data.test_x, data.test_y),
+            train_spec["loss"],
+            train_spec["batch_size"],
+            train_spec["seed"],
+        )
+        row = {"step": step, "epoch": math.nan, **measured, "wall_time": time.time() - started}
         history.append(row)
         stored = {**spec, "model": model_spec_found, "train": {**train_spec, "dtype": "float32"}}
         snapshots.save(
             snapshot_dir / snapshots.snapshot_name(step),
             {"step": step, "spec": stored, "state_dict": model.state_dict(), "source": file, "history": history},
         )
-        log(f"step {step}: imported {file} (test_acc={test_acc:.4f})")
+        log(f"step {step}: imported {file} (test_acc={measured['test_acc']:.4f})")
     write_text(history_path, pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(index=False))
     record = {
         "run": spec["run"],

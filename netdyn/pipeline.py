@@ -27,7 +27,17 @@ from netdyn import data as datasets
 from netdyn.samples import analysis_indices, training_indices
 
 METRIC_COLUMNS = ["run", "step", "metric", "layer", "value", "note"]
-HISTORY_METRICS = ["train_loss", "test_loss", "train_acc", "test_acc", "test_acc_bntrain", "weight_norm"]
+HISTORY_METRICS = [
+    "train_loss",
+    "test_loss",
+    "train_acc",
+    "test_acc",
+    "train_loss_bntrain",
+    "train_acc_bntrain",
+    "test_acc_bntrain",
+    "weight_norm",
+]
+BN_TRAIN_METRICS = {"train_loss_bntrain", "train_acc_bntrain", "test_acc_bntrain"}
 
 
 def analysis_device() -> torch.device:
@@ -117,8 +127,8 @@ def history_metrics(run: str, history: pd.DataFrame) -> list[dict]:
     for record in history.to_dict("records"):
         for metric in HISTORY_METRICS:
             value = record.get(metric, math.nan)
-            if metric == "test_acc_bntrain" and (value is None or pd.isna(value)):
-                continue  # only models with BatchNorm have it
+            if metric in BN_TRAIN_METRICS and (value is None or pd.isna(value)):
+                continue  # only models with BatchNorm have them (and histories written before they existed)
             rows.append(metric_row(run, int(record["step"]), metric, float(value)))
     return rows
 

@@ -30,21 +30,11 @@ from tqdm import tqdm
 from netdyn import data as datasets
 from netdyn import snapshots
 from netdyn.atomic import write_text
-from netdyn.evaluate import accuracy_bn_train_mode, evaluate, has_batchnorm, loss_value
+from netdyn.evaluate import SNAPSHOT_METRICS, loss_value, snapshot_metrics
 from netdyn.models import build
 from netdyn.samples import training_indices
 
-HISTORY_COLUMNS = [
-    "step",
-    "epoch",
-    "train_loss",
-    "train_acc",
-    "test_loss",
-    "test_acc",
-    "test_acc_bntrain",
-    "weight_norm",
-    "wall_time",
-]
+HISTORY_COLUMNS = ["step", "epoch", *SNAPSHOT_METRICS, "wall_time"]
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -91,10 +81,6 @@ def make_optimizer(model: nn.Module, train: Mapping[str, Any]) -> torch.optim.Op
 def spec_digest(spec: Mapping[str, Any]) -> str:
     """A fingerprint of everything that shapes the weights, so a stale resume cache is never reused."""
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def weight_norm(model: nn.Module) -> float:
-    return float(torch.sqrt(sum((p.detach().double() ** 2).sum() for p in model.parameters())))
 
 
 def _rng_state() -> dict[str, Any]:
@@ -156,7 +142,6 @@ def train_run(
 
     model = build(spec["model"], generator_seed=seed).to(device=device, dtype=dtype)
     optimizer = make_optimizer(model, train_spec)
-    bn = has_batchnorm(model)
     history: list[dict[str, Any]] = []
     start = 0
     resumed = _latest_resumable(cache, digest)
@@ -169,18 +154,13 @@ def train_run(
         log(f"resuming {spec['run']} from its snapshot at step {start}")
 
     def record(step: int) -> dict[str, Any]:
-        train_loss, train_acc = evaluate(model, x_train, y_train, train_spec["loss"])
-        test_loss, test_acc = evaluate(model, data.test_x, data.test_y, train_spec["loss"])
-        bn_acc = accuracy_bn_train_mode(model, data.test_x, data.test_y, batch_size, seed) if bn else math.nan
+        measured = snapshot_metrics(
+            model, (x_train, y_train), (data.test_x, data.test_y), train_spec["loss"], batch_size, seed
+        )
         return {
             "step": step,
             "epoch": step / batches_per_epoch(n, batch_size),
-            "train_loss": train_loss,
-            "train_acc": train_acc,
-            "test_loss": test_loss,
-            "test_acc": test_acc,
-            "test_acc_bntrain": bn_acc,
-            "weight_norm": weight_norm(model),
+            **measured,
             "wall_time": time.time() - started,
         }
 

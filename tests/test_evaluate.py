@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import copy
+import math
 
+import pytest
 import torch
 
 from netdyn.evaluate import (
+    SNAPSHOT_METRICS,
     accuracy_bn_batch_stats,
     accuracy_bn_train_mode,
     bn_train_mode_forward,
     evaluate,
     loss_value,
+    snapshot_metrics,
 )
 from netdyn.models import build
 
@@ -81,3 +85,31 @@ def test_evaluate_and_losses_match_direct_computation():
     assert accuracy == int((logits.argmax(1) == y).sum()) / 7
     mse = loss_value(logits, y, "mse")
     torch.testing.assert_close(mse, ((logits - torch.eye(3)[y]) ** 2).mean())
+
+
+def test_snapshot_metrics_read_train_mode_batchnorm_on_both_splits_and_leave_the_model_unchanged():
+    model = bn_model()
+    before = copy.deepcopy(model.state_dict())
+    x_train, x_test = torch.randn(40, 8), torch.randn(30, 8)
+    y_train, y_test = torch.randint(0, 3, (40,)), torch.randint(0, 3, (30,))
+    row = snapshot_metrics(model, (x_train, y_train), (x_test, y_test), "ce", batch_size=10, seed=3)
+    assert tuple(row) == SNAPSHOT_METRICS
+    _, logits = bn_train_mode_forward(model, x_train, batch_size=10, seed=3)
+    torch.testing.assert_close(
+        torch.tensor(row["train_loss_bntrain"]), torch.nn.functional.cross_entropy(logits, y_train)
+    )
+    assert row["train_acc_bntrain"] == float((logits.argmax(1) == y_train).double().mean())
+    assert row["test_acc_bntrain"] == accuracy_bn_train_mode(model, x_test, y_test, 10, seed=3)
+    # The running statistics were made far from these batches': eval mode and train mode must disagree.
+    assert row["train_loss_bntrain"] != row["train_loss"]
+    assert (row["train_loss"], row["train_acc"]) == evaluate(model, x_train, y_train, "ce")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_snapshot_metrics_without_batchnorm_leave_the_train_mode_readings_empty():
+    model = build({"depth": 1, "width": 5, "input_size": 4, "classes": 3}).eval()
+    data = (torch.randn(7, 4), torch.tensor([0, 1, 2, 0, 1, 2, 0]))
+    row = snapshot_metrics(model, data, data, "ce", batch_size=4)
+    assert all(math.isnan(row[k]) for k in ("train_loss_bntrain", "train_acc_bntrain", "test_acc_bntrain"))
+    squares = sum(float((p.detach() ** 2).sum()) for p in model.parameters())
+    assert row["weight_norm"] == pytest.approx(math.sqrt(squares))

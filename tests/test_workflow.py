@@ -75,12 +75,15 @@ def test_tiny_workflow_produces_every_run(tiny_workflow):
         history = pd.read_csv(runs / run / "history.csv")
         assert history["step"].iloc[0] == 0 and history["step"].iloc[-1] == 60
         assert len(list((runs / run / "snapshots").glob("step*.pt"))) == len(history)
-    assert pd.read_csv(runs / "deep/base/history.csv")["test_acc_bntrain"].notna().all()
+    deep = pd.read_csv(runs / "deep/base/history.csv")
+    assert deep[["train_loss_bntrain", "train_acc_bntrain", "test_acc_bntrain"]].notna().all().all()
+    assert pd.read_csv(runs / "shallow/tanh/history.csv")["train_acc_bntrain"].isna().all()  # no BatchNorm
     assert (tiny_workflow / "results" / "logs" / "train" / "deep" / "base.log").read_text().strip()
 
 
 EXPECTED_METRICS = {
-    "train_loss", "test_loss", "train_acc", "test_acc", "test_acc_bntrain", "weight_norm", "test_acc_bnbatch",
+    "train_loss", "test_loss", "train_acc", "test_acc", "train_loss_bntrain", "train_acc_bntrain",
+    "test_acc_bntrain", "weight_norm", "test_acc_bnbatch",
     "rpd_gradient", "rpd_gradient_half", "rpd_gradient_log", "rpd_contrast", "lp_acc", "lp_train_acc",
     "lmap_acc", "lmap_weights_acc", "basin_input", "basin_weight", "center_distance", "center_similarity",
     "digit_center_distance",
