@@ -64,6 +64,26 @@ def compute(model: nn.Sequential, x: torch.Tensor, chunk_size: int = 4096) -> di
     return {name: torch.cat(chunks) for name, chunks in parts.items()}
 
 
+@torch.no_grad()
+def layer_outputs(
+    model: nn.Sequential, x: torch.Tensor, chunk_size: int = 4096
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Eval-mode ``[x^{(0)}, x^{(1)}, ..., x^{(D)}]`` (the flattened input, then every hidden layer's output) and the
+    logits of ``x``, on ``x``'s device; the local fields are not kept (half the memory of :func:`compute`)."""
+    outputs: list[list[torch.Tensor]] = []
+    logits = []
+    with eval_mode(model):
+        for start in range(0, len(x), chunk_size):
+            batch = x[start : start + chunk_size].flatten(1)
+            _, xs, chunk_logits = forward_layers(model, batch)
+            for layer, out in enumerate([batch, *xs]):
+                if layer == len(outputs):
+                    outputs.append([])
+                outputs[layer].append(out)
+            logits.append(chunk_logits)
+    return [torch.cat(chunks) for chunks in outputs], torch.cat(logits)
+
+
 def write(
     path: str | os.PathLike,
     model: nn.Sequential,

@@ -69,8 +69,8 @@ def analyze(
     ``data``: a netdyn dataset name (``"mnist5k"``), an ``.npz``/HDF5 file with ``x_train, y_train, x_test,
     y_test``, or those four arrays. ``train`` sets what the analyses need to know of training (``loss``,
     ``batch_size``, ``seed``, ``n_train``); ``analysis`` overrides analysis settings (docs/config.md).
-    Returns ``metrics``, ``history``, ``rpd``, ``basins``, ``geometry``, ``projection`` (DataFrames with the
-    columns of docs/formats.md; empty when not requested) and ``events`` (a dict).
+    Returns ``metrics``, ``history``, ``rpd``, ``neurons``, ``basins``, ``geometry``, ``projection`` (DataFrames
+    with the columns of docs/formats.md; empty when not requested) and ``events`` (a dict).
     """
     unknown = sorted(set(analyses) - set(ANALYSES))
     if unknown:
@@ -120,15 +120,33 @@ def run_all(spec: Mapping[str, Any], dataset: Mapping[str, Any], root: Path, *, 
             test_samples=settings["test_samples"],
             log=log,
         )
-    tables: dict[str, Any] = {name: pd.DataFrame() for name in ("rpd", "basins", "geometry", "projection")}
+    tables: dict[str, Any] = {name: pd.DataFrame() for name in ("rpd", "neurons", "basins", "geometry", "projection")}
     parts = []
     if "rpd" in requested:
-        tables["rpd"], part = pipeline.rpd_tables(
-            run, snapshots, dumps, steps_of["rpd"], bins=settings["rpd_bins"], log=log
+        tables["rpd"], tables["neurons"], part = pipeline.rpd_tables(
+            run,
+            snapshots,
+            dumps,
+            steps_of["rpd"],
+            bins=settings["rpd_bins"],
+            opm_alpha=settings["opm_alpha"],
+            opm_min_score=settings["opm_min_score"],
+            log=log,
         )
         parts.append(part)
     if "pruning" in requested:
-        parts.append(pipeline.pruning_tables(run, snapshots, dumps, data_path, steps_of["pruning"], log=log))
+        parts.append(
+            pipeline.pruning_tables(
+                run,
+                snapshots,
+                data_path,
+                steps_of["pruning"],
+                spec["train"],
+                lp_train_samples=settings["lp_train_samples"],
+                test_samples=settings["test_samples"],
+                log=log,
+            )
+        )
     if "basins" in requested:
         tables["basins"], part = pipeline.basin_tables(
             run, snapshots, data_path, steps_of["basins"], spec["train"], settings, log=log

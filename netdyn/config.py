@@ -59,7 +59,10 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
     "final_step_only": [],
     "samples": 10000,
     "test_samples": 10000,
+    "lp_train_samples": None,
     "rpd_bins": 50,
+    "opm_alpha": 0.01,
+    "opm_min_score": 0.0,
     "input_amplitudes": {"start": -5, "stop": 2, "num": 71},
     "weight_amplitudes": {"start": -4, "stop": 1, "num": 51},
     "input_repeats": 3,
@@ -74,7 +77,7 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
     "seed": 0,
 }
 DUMP_DEFAULTS: dict[str, Any] = {"dtype": "float32", "temporary": False, "max_gb": 50.0}
-DUMP_ANALYSES = ("rpd", "pruning", "geometry")
+DUMP_ANALYSES = ("rpd", "geometry")
 SNAPSHOT_DEFAULTS: dict[str, Any] = {"log": 20, "dense_until": 0}
 BUILTIN_DATASETS: dict[str, dict[str, Any]] = {
     name: {"source": name} for name in ("mnist5k", "mnist", "fashion_mnist", "kmnist")

@@ -253,6 +253,7 @@ def projection_table(
     return curve_table(frames, columns)
 
 
+NEURON_COLUMNS = ["run", "step", "layer", "neuron", "score", "z", "opm"]
 RPD_METRICS = {
     "G": "rpd_gradient",
     "G_half": "rpd_gradient_half",
@@ -268,16 +269,21 @@ def rpd_tables(
     steps: Sequence[int],
     *,
     bins: int = 50,
+    opm_alpha: float = 0.01,
+    opm_min_score: float = 0.0,
     log=print,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """RPD density curves and gradients (methods.md §6) of every hidden layer at every analysed step."""
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """RPD density curves and gradients (methods.md §6) of every hidden layer at every analysed step, and each
+    neuron's mode (docs/methods.md §1): the curves, the per-neuron table and the metrics (with ``opm_fraction``)."""
+    from netdyn.modes import classify
     from netdyn.rpd import rpd_for_layers
 
-    curves, rows = [], []
+    curves, neurons, rows = [], [], []
     for step, model in models(snapshot_dir, steps, log):
         dump = activations.read(Path(dump_dir) / f"step{step:06d}.h5", "train")
         device = analysis_device()
         fields = [torch.as_tensor(h, device=device) for h in dump["h"]]
+        fractions = []
         for result in rpd_for_layers(model, fields, torch.as_tensor(dump["labels"], device=device), bins):
             layer = result["layer"]
             curves.append(
@@ -291,10 +297,29 @@ def rpd_tables(
                     }
                 )
             )
+            modes = classify(result["neurons"], alpha=opm_alpha, min_score=opm_min_score)
+            neurons.append(
+                pd.DataFrame(
+                    {
+                        "run": run,
+                        "step": step,
+                        "layer": layer,
+                        "neuron": np.arange(len(modes["opm"])),
+                        "score": modes["score"],
+                        "z": modes["z"],
+                        "opm": modes["opm"].astype(int),
+                    }
+                )
+            )
             rows += [metric_row(run, step, name, result[key], layer) for key, name in RPD_METRICS.items()]
-        log(f"step {step}: RPD of {len(fields)} hidden layers")
-    columns = ["run", "step", "layer", "bin_center", "density"]
-    return curve_table(curves, columns), metric_frame(rows)
+            rows.append(metric_row(run, step, "opm_fraction", modes["opm_fraction"], layer))
+            fractions.append(f"{modes['opm_fraction']:.2f}")
+        log(f"step {step}: RPD of {len(fields)} hidden layers; OPM fraction by layer {', '.join(fractions)}")
+    return (
+        curve_table(curves, ["run", "step", "layer", "bin_center", "density"]),
+        curve_table(neurons, NEURON_COLUMNS),
+        metric_frame(rows),
+    )
 
 
 PRUNING_METRICS = {
@@ -308,29 +333,39 @@ PRUNING_METRICS = {
 def pruning_tables(
     run: str,
     snapshot_dir: str | os.PathLike,
-    dump_dir: str | os.PathLike,
     data_path: str | os.PathLike,
     steps: Sequence[int],
+    train_spec: Mapping[str, Any],
     *,
+    lp_train_samples: int | None = None,
+    test_samples: int | None = None,
     log=print,
 ) -> pd.DataFrame:
-    """LP and L-map pruning accuracy (methods.md §4, §5) for every start layer, as metrics with layer = l."""
+    """LP and L-map pruning accuracy (methods.md §4, §5) for every start layer, as metrics with layer = l.
+
+    The LP is fitted on the run's training split (methods.md §4: P = the network's training set; a class-stratified
+    subset of ``lp_train_samples`` where that is set, for huge sets) and scored on the test analysis samples;
+    ``lp_train_acc`` is its accuracy on the fitting set. Features come from an eval-mode forward of each snapshot.
+    """
+    from netdyn.activations import layer_outputs
     from netdyn.pruning import pruning_table
 
-    data = datasets.load(data_path)
+    data = datasets.load(data_path, device=analysis_device())
+    _, x_fit, y_fit = analysis_samples(data, train_spec, lp_train_samples)
+    _, x_test, y_test = analysis_samples(data, train_spec, test_samples, split="test")
     rows = []
     for step, model in models(snapshot_dir, steps, log):
-        train = activations.read(Path(dump_dir) / f"step{step:06d}.h5", "train")
-        test = activations.read(Path(dump_dir) / f"step{step:06d}.h5", "test")
-        train_xs = [data.train_x[torch.as_tensor(train["indices"])], *train["x"]]
-        test_xs = [data.test_x[torch.as_tensor(test["indices"])], *test["x"]]
-        table = pruning_table(model, train_xs, train["logits"], test_xs, test["labels"], train["labels"])
+        dtype = next(model.parameters()).dtype
+        train_xs, train_logits = layer_outputs(model, x_fit.to(dtype))
+        test_xs, _ = layer_outputs(model, x_test.to(dtype))
+        table = pruning_table(model, train_xs, train_logits, test_xs, y_test, y_fit)
+        del train_xs, test_xs
         for record in table:
             rows += [
                 metric_row(run, step, name, record[key], int(record["start_layer"]))
                 for key, name in PRUNING_METRICS.items()
             ]
-        log(f"step {step}: LP and L-map pruning from {len(table)} start layers")
+        log(f"step {step}: LP fitted on {len(y_fit)} training samples; LP and L-map pruning from {len(table)} layers")
     return metric_frame(rows)
 
 

@@ -21,6 +21,9 @@ int32 sort is numpy's (AVX-512 where present), several times faster than ``torch
 class first (ranks do not depend on their order), so a class's target sign is one value per neuron. Neurons are
 processed in chunks so the extra memory stays a small multiple of one chunk.
 
+The same pass yields each neuron's own rank statistics (:class:`NeuronRanks`: the sums behind its mean ρ and its
+permutation null), from which ``netdyn.modes`` classifies neurons as order-preserving or not.
+
 The scalar G (§6.3, U9) is minus the OLS slope of density against the bin centres over all bins. Variants (§6.3):
 ``G_half`` the same fit over bins with centre ≤ 0.5; ``G_log`` minus the slope of log density, leaving out bins with
 zero density (NaN when fewer than two bins remain); ``contrast`` = mean density of bins with centre < 0.1 minus that
@@ -30,7 +33,7 @@ of bins with centre > 0.9.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -170,41 +173,79 @@ def _compact_keys(columns: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return codes.mul_(4), fits
 
 
-def _cell_counts(columns: torch.Tensor, signs: torch.Tensor, class_sizes: list[int]) -> torch.Tensor:
-    """Counts [3 (2P − 1)] of samples per (target sign + 1, doubled ascending position ``first + last``) cell.
+class NeuronRanks(NamedTuple):
+    """Per-neuron sums from the RPD's one sort, enough for each neuron's own rank statistics (netdyn.modes).
+
+    With ``s_ν = sign(A_{i, y_ν})`` the target sign of sample ν and ``c_ν = (P − 1) − 2 (r_ν − 1)`` twice its
+    centred ascending average rank (Σ_ν c_ν = 0, ties included), ``ρ_ν = 1/2 + s_ν c_ν / (2 (P − 1))``:
+
+    * ``signed`` [N] int64: ``T = Σ_ν s_ν c_ν``, so the neuron's mean ρ is ``1/2 + T / (2 P (P − 1))``;
+    * ``rank_square`` [N] int64: ``Σ_ν c_ν²`` (smaller than without ties);
+    * ``sign_spread`` [N] float64: ``Σ_ν (s_ν − s̄)²``, from the readout signs and class sizes;
+    * ``count``: P.
+    """
+
+    signed: torch.Tensor
+    rank_square: torch.Tensor
+    sign_spread: torch.Tensor
+    count: int
+
+
+def _cell_counts(
+    columns: torch.Tensor, signs: torch.Tensor, class_sizes: list[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Counts [3 (2P − 1)] of samples per (target sign + 1, doubled ascending position ``first + last``) cell, and
+    per row the sums ``Σ s c`` and ``Σ c²`` of :class:`NeuronRanks`.
 
     ``columns`` [n, P]: one neuron's fields per row, samples grouped by class (``class_sizes[k]`` of class k in
     turn); ``signs`` [n, C] int8: the sign + 1 of each neuron's readout to each class.
     """
-    count = columns.shape[1]
+    rows_total, count = columns.shape
     width = 2 * count - 1
     cells = torch.zeros(3 * width, dtype=torch.int64, device=columns.device)
+    signed = torch.zeros(rows_total, dtype=torch.int64, device=columns.device)
+    rank_square = torch.zeros(rows_total, dtype=torch.int64, device=columns.device)
     doubled = 2 * torch.arange(count, device=columns.device)
 
-    def add(sign_plus_one: torch.Tensor, sorted_rows: torch.Tensor) -> None:
-        index = sign_plus_one.to(torch.int64).mul_(width).add_(doubled)
+    def add(rows: torch.Tensor, sign_plus_one: torch.Tensor, sorted_rows: torch.Tensor) -> None:
+        sign = sign_plus_one.to(torch.int64)
+        index = sign.mul(width).add_(doubled)
         row, position, tied = _tie_runs(sorted_rows)
-        index[row, position] += tied - 2 * position
+        correction = tied - 2 * position
+        index[row, position] += correction
         cells.add_(torch.bincount(index.flatten(), minlength=3 * width))
+        centred = (count - 1) - doubled.expand_as(index).clone()
+        centred[row, position] -= correction
+        signed[rows] = (sign.sub_(1) * centred).sum(1)
+        rank_square[rows] = centred.square_().sum(1)
 
     single = _as_float32(columns)
     compact = torch.zeros(columns.shape[0], dtype=torch.bool, device=columns.device)
     if single is not None:
         keys, compact = _compact_keys(single)
         if bool(compact.any()):
+            compact_signs = signs
             if not bool(compact.all()):
-                keys, signs = keys[compact], signs[compact]
+                keys, compact_signs = keys[compact], signs[compact]
             for k, block in enumerate(keys.split(class_sizes, dim=1)):
-                block.add_(signs[:, k : k + 1])  # the payload: this class's target sign + 1
+                block.add_(compact_signs[:, k : k + 1])  # the payload: this class's target sign + 1
             keys = _sort_rows(keys)
-            add(keys & 3, keys >> 2)
+            add(compact.nonzero().squeeze(1), keys & 3, keys >> 2)
     if not bool(compact.all()):
         rest = columns[~compact]
         _check_finite(rest)
         ordered, order = torch.sort(rest, dim=1)
         target = signs[~compact].repeat_interleave(torch.tensor(class_sizes, device=signs.device), dim=1)
-        add(target.gather(1, order), ordered)
-    return cells
+        add((~compact).nonzero().squeeze(1), target.gather(1, order), ordered)
+    return cells, signed, rank_square
+
+
+def _sign_spread(signs_plus_one: torch.Tensor, class_sizes: list[int]) -> torch.Tensor:
+    """``Σ_ν (s_ν − s̄)²`` per neuron from its readout signs [N, C] (+1) and the class sizes, float64."""
+    signs = signs_plus_one.to(torch.float64) - 1
+    sizes = torch.tensor(class_sizes, dtype=torch.float64, device=signs.device)
+    total = float(sizes.sum())
+    return (signs.square() @ sizes) - (signs @ sizes).square() / total
 
 
 def ascending_average_ranks(values: Any) -> torch.Tensor:
@@ -247,15 +288,28 @@ def rpd(
 
     Equal to ``np.histogram(rho, bins=bin_edges(bins), density=True)`` on :func:`rank_positions`.
     """
+    centers, density, _ = rpd_with_neurons(h, readout, labels, bins, chunk_elements=chunk_elements)
+    return centers, density
+
+
+def rpd_with_neurons(
+    h: Any, readout: Any, labels: Any, bins: int = DEFAULT_BINS, *, chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
+) -> tuple[np.ndarray, np.ndarray, NeuronRanks]:
+    """:func:`rpd` and, from the same single sort per neuron, each neuron's :class:`NeuronRanks`."""
     h, signs, labels = _checked(h, readout, labels)
-    count = h.shape[0]
+    count, neurons = h.shape
     # Ranks do not depend on the samples' order: grouping them by class makes each class's target sign one
     # column of a neuron's readout, added block by block instead of gathered sample by sample.
     by_class = torch.argsort(labels, stable=True)
     class_sizes = torch.bincount(labels, minlength=signs.shape[1]).tolist()
     cells = torch.zeros(3 * (2 * count - 1), dtype=torch.int64, device=h.device)
+    signed = torch.empty(neurons, dtype=torch.int64, device=h.device)
+    rank_square = torch.empty(neurons, dtype=torch.int64, device=h.device)
     for columns in _neuron_chunks(h, chunk_elements):
-        cells += _cell_counts(_neuron_major(h, columns, by_class), signs[columns], class_sizes)
+        chunk_cells, signed[columns], rank_square[columns] = _cell_counts(
+            _neuron_major(h, columns, by_class), signs[columns], class_sizes
+        )
+        cells += chunk_cells
     # Each (sign, first + last) cell's bin: floor(ρ B) with ρ = (r_desc − 1)/(P − 1), the last bin closed, in exact
     # integer arithmetic (the float histogram of rank_positions agrees: no ρ lies within rounding of an edge).
     sign = torch.arange(-1, 2, device=h.device)[:, None]
@@ -265,7 +319,7 @@ def rpd(
     counts = counts.cpu().numpy()
     density = counts / counts.sum() * bins
     centers = (np.arange(bins) + 0.5) / bins
-    return centers, density
+    return centers, density, NeuronRanks(signed, rank_square, _sign_spread(signs, class_sizes), count)
 
 
 def _negative_slope(x: np.ndarray, y: np.ndarray) -> float:
@@ -301,13 +355,17 @@ def rpd_for_layers(
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
 ) -> list[dict[str, Any]]:
     """Per hidden layer m (default all 1..D): ``{"layer", "bin_centers", "density", "G", "G_half", "G_log",
-    "contrast"}``. ``hs`` = ``[h^{(1)}, ..., h^{(D)}]`` of the analysis samples (tensors or arrays)."""
+    "contrast", "neurons"}`` (``neurons``: the layer's :class:`NeuronRanks`). ``hs`` = ``[h^{(1)}, ..., h^{(D)}]``
+    of the analysis samples (tensors or arrays)."""
     if len(hs) != depth(model):
         raise ValueError(f"rpd_for_layers: need the fields of all {depth(model)} hidden layers, got {len(hs)}")
     maps = lmap_all(model, bias=False)  # one backward sweep; the readout of layer m is M(m + 1)ᵀ
     results = []
     for layer in layers or range(1, len(hs) + 1):
         readout = maps[layer][0].T
-        centers, density = rpd(hs[layer - 1], readout, labels, bins, chunk_elements=chunk_elements)
-        results.append({"layer": layer, "bin_centers": centers, "density": density, **rpd_gradient(centers, density)})
+        centers, density, neurons = rpd_with_neurons(
+            hs[layer - 1], readout, labels, bins, chunk_elements=chunk_elements
+        )
+        gradients = rpd_gradient(centers, density)
+        results.append({"layer": layer, "bin_centers": centers, "density": density, **gradients, "neurons": neurons})
     return results

@@ -5,9 +5,12 @@ rule analyse_rpd:
     input:
         activations="results/runs/{run}/activations",
         snapshots="results/runs/{run}/snapshots",
-        code=library("rpd", "pruning", "pipeline", "activations", "snapshots", "layers"),
+        code=library(
+            "rpd", "modes", "pruning", "pipeline", "activations", "snapshots", "layers"
+        ),
     output:
         curves="results/runs/{run}/rpd.csv",
+        neurons="results/runs/{run}/neurons.csv",
         metrics="results/runs/{run}/parts/rpd.csv",
     log:
         "results/logs/analyse_rpd/{run}.log",
@@ -19,18 +22,28 @@ rule analyse_rpd:
         gpu=1,
     params:
         steps=analysis_steps("rpd"),
-        bins=analysis_setting("rpd_bins"),
+        settings=lambda wildcards: {
+            "bins": RUNS[wildcards.run]["analysis"]["rpd_bins"],
+            "opm_alpha": RUNS[wildcards.run]["analysis"]["opm_alpha"],
+            "opm_min_score": RUNS[wildcards.run]["analysis"]["opm_min_score"],
+        },
     script:
         "../workflow_scripts/analyse_rpd.py"
 
 
 rule analyse_pruning:
     input:
-        activations="results/runs/{run}/activations",
         snapshots="results/runs/{run}/snapshots",
         data=run_dataset,
         code=library(
-            "pruning", "pipeline", "activations", "snapshots", "layers", "data"
+            "pruning",
+            "pipeline",
+            "activations",
+            "snapshots",
+            "samples",
+            "evaluate",
+            "layers",
+            "data",
         ),
     output:
         metrics="results/runs/{run}/parts/pruning.csv",
@@ -44,6 +57,8 @@ rule analyse_pruning:
         gpu=1,
     params:
         steps=analysis_steps("pruning"),
+        train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
+        settings=analysis_setting("lp_train_samples", "test_samples"),
     script:
         "../workflow_scripts/analyse_pruning.py"
 

@@ -17,7 +17,7 @@ from netdyn.collection import RunTables, load_runs
 from netdyn.figures import fig2, fig3, fig4, fig5
 from netdyn.figures.style import PANEL_SIZE, RC, save
 
-HISTORY = ("train_loss", "train_acc", "test_loss", "test_acc", "weight_norm")
+HISTORY = ("train_loss", "train_acc", "test_loss", "test_acc", "train_acc_bntrain", "weight_norm")
 AMPLITUDES = (0.0, 1e-3, 1e-2, 1e-1, 1.0)
 BINS = np.linspace(0.05, 0.95, 10)
 
@@ -232,7 +232,13 @@ def deep(tmp_path_factory) -> RunTables:
             roles,
             model,
             diverged=depth == 8,
-            layered={"lp_acc": layers, "lmap_acc": layers, "center_similarity": list(range(depth + 1))},
+            layered={
+                "lp_acc": layers,
+                "lmap_acc": layers,
+                "center_similarity": list(range(depth + 1)),
+                "rpd_gradient": layers[:-1],
+                "opm_fraction": layers[:-1],
+            },
             rpd=dict.fromkeys(range(1, depth + 1)),
             geometry_samples=3,
         )
@@ -273,13 +279,42 @@ def test_fig3_pruning_rpd_geometry(deep, fig3_drawn, tmp_path):
 def test_fig3_history_per_depth(deep, fig3_drawn):
     fig, plotted = fig3_drawn
     d = plotted[plotted["panel"] == "d"]
-    assert set(d["series"]) == {"depth 2", "depth 4"}  # depth 8 diverged: a noted gap
+    # depth 8 diverged: a noted gap
+    assert set(d["series"]) == {"depth 2", "depth 4", "depth 2 (BN train mode)", "depth 4 (BN train mode)"}
     assert "depth/d08: diverged" in notes_of(fig.axes[3])
     h = deep.history.set_index(["run", "step"])
     for metric in ("test_loss", "test_acc", "train_acc"):
         drawn = d[(d["series"] == "depth 2") & (d["y_name"] == metric)].sort_values("x")
         assert list(drawn["y"]) == pytest.approx(list(h.loc["depth/d02", metric]))
     assert fig.axes[3].get_xscale() == "symlog"
+
+
+def test_fig3_inset_draws_g_and_the_opm_fraction_per_layer(deep, fig3_drawn):
+    _, plotted = fig3_drawn
+    for series, metric in (("G", "rpd_gradient"), ("OPM fraction", "opm_fraction")):
+        drawn = rows_of(plotted, "b_inset", series)
+        assert list(drawn["x"]) == [1, 2, 3, 4]
+        assert list(drawn["y"]) == pytest.approx([value(deep, "depth/d04", metric, 100, m) for m in range(1, 5)])
+
+
+def test_fig3_draws_the_train_mode_train_accuracy_beside_the_eval_mode_test_accuracy(deep, fig3_drawn):
+    _, plotted = fig3_drawn
+    d = plotted[plotted["panel"] == "d"]
+    bn = d[(d["series"] == "depth 2 (BN train mode)") & (d["y_name"] == "train_acc_bntrain")].sort_values("x")
+    h = deep.history.set_index(["run", "step"])
+    assert len(bn) == 2 * len(h.loc["depth/d02"])  # in the accuracy panel and in the train-accuracy panel
+    assert list(bn.drop_duplicates("x")["y"]) == pytest.approx(list(h.loc["depth/d02", "train_acc_bntrain"]))
+
+
+def test_fig3_depth_setting_picks_the_run_of_panels_a_to_c(deep):
+    fig, plotted = fig3.draw(deep, depth=2)
+    assert set(plotted.loc[plotted["panel"] == "a", "run"]) == {"depth/d02"}
+    assert fig.axes[0].get_title(loc="left") == "(a) depth 2"
+    plt.close(fig)
+    fig, plotted = fig3.draw(deep, depth=16)
+    assert "no live run of depth 16, the deepest is drawn" in notes_of(fig.axes[0])
+    assert set(plotted.loc[plotted["panel"] == "a", "run"]) == {"depth/d04"}
+    plt.close(fig)
 
 
 def test_default_rpd_layers():

@@ -56,6 +56,7 @@ def run_tables(rows: list[dict], seed: int = 0, proj_steps=(1, 100, 1000), peaks
                     "test_acc": rng.uniform(0, 1, len(STEPS)),
                     "test_loss": rng.uniform(0.1, 3, len(STEPS)),
                     "test_acc_bntrain": rng.uniform(0, 1, len(STEPS)) if row["model.batchnorm"] else np.nan,
+                    "train_acc_bntrain": rng.uniform(0, 1, len(STEPS)) if row["model.batchnorm"] else np.nan,
                 }
             )
         )
@@ -70,6 +71,18 @@ def run_tables(rows: list[dict], seed: int = 0, proj_steps=(1, 100, 1000), peaks
                         "metric": "rpd_gradient",
                         "layer": float(layer),
                         "value": values,
+                        "note": np.nan,
+                    }
+                )
+            )
+            metrics.append(
+                pd.DataFrame(
+                    {
+                        "run": run,
+                        "step": STEPS,
+                        "metric": "opm_fraction",
+                        "layer": float(layer),
+                        "value": rng.uniform(0, 1, len(STEPS)),
                         "note": np.nan,
                     }
                 )
@@ -262,9 +275,20 @@ def test_fig7_deepest_non_diverged_run_and_numbers(tmp_path):
         source = proj[(proj["bn_mode"] == mode) & (proj["split"] == split) & (proj["step"] == step)]
         same_points(plotted[plotted["panel"] == panel], source)
     history = tables.history[tables.history["run"] == "deep/d04"]
-    for column in ("test_acc", "test_acc_bntrain"):
+    for column in ("test_acc", "test_acc_bntrain", "train_acc_bntrain"):
         np.testing.assert_allclose(rows_of(plotted, "i", column)["y"], history[column])
     check_png(fig, plotted, tmp_path, 3, 4)
+
+
+def test_fig7_prefers_the_batchnorm_checkpoints_and_takes_a_depth_setting():
+    tables = depth_tables()
+    tables.events["deep/d02"]["bn_grokking"] = {"before_step": 1, "after_step": 100}
+    fig, plotted = fig7.draw(tables, depth=2)
+    assert set(plotted["run"]) == {"deep/d02"}
+    assert set(plotted.loc[plotted["when"] == "before", "step"]) == {1}
+    assert set(plotted.loc[plotted["when"] == "after", "step"]) == {100}
+    fig, plotted = fig7.draw(tables, depth=16)
+    assert set(plotted["run"]) == {"deep/d04"} and "no live run of depth 16" in texts(panel_axes(fig)[8])
 
 
 def test_fig7_without_batchnorm_notes_train_mode():
@@ -307,6 +331,7 @@ def test_fig8_panels_titles_numbers_and_inset(tmp_path):
     for panel, ax, run in zip("abcd", axes, [f"cond/r{i}" for i in range(4)], strict=True):
         history = tables.history[tables.history["run"] == run]
         np.testing.assert_allclose(rows_of(plotted, panel, "train_acc")["y"], history["train_acc"])
+        np.testing.assert_allclose(rows_of(plotted, panel, "train_acc_bntrain")["y"], history["train_acc_bntrain"])
         assert len(ax.child_axes) == 1  # the inset
         proj = tables.projection[(tables.projection["run"] == run) & (tables.projection["split"] == "test")]
         proj = proj[(proj["bn_mode"] == "eval") & (proj["label"] == 5)]
@@ -315,6 +340,13 @@ def test_fig8_panels_titles_numbers_and_inset(tmp_path):
         for when, step in (("before", 100), ("after", 1000)):
             same_points(inset[inset["when"] == when], proj[proj["step"] == step])
     check_png(fig, plotted, tmp_path, 2, 2)
+
+
+def test_fig8_titles_carry_the_batchnorm_lag():
+    tables = conditions()
+    tables.events["cond/r1"]["bn_grokking"] = {"bn_lag_steps": 37}
+    fig, _ = fig8.draw(tables)
+    assert panel_axes(fig)[1].get_title() == "batch 1024, lr 0.001, BN lag 37 steps"
 
 
 def test_fig8_digit_option_diverged_and_extra_runs():
@@ -340,7 +372,7 @@ def test_fig9_layers_turning_points_spread_and_loss(tmp_path):
     tables = run_tables([spec_row("deep/d04dd", "depth", depth=4), spec_row("deep/d02", "depth", depth=2)], peaks=peaks)
     fig, plotted = fig9.draw(tables)
     axes = panel_axes(fig)
-    assert len(axes) == 4
+    assert len(axes) == 8
     assert axes[0].get_title(loc="right").startswith("depth 2") and axes[1].get_title(loc="right").startswith("depth 4")
     for panel, run in (("a", "deep/d02"), ("b", "deep/d04dd")):
         turning = rows_of(plotted, panel, "turning point t*").sort_values("layer")
@@ -354,7 +386,15 @@ def test_fig9_layers_turning_points_spread_and_loss(tmp_path):
         history = tables.history[tables.history["run"] == run]
         np.testing.assert_allclose(rows_of(plotted, panel, "test_loss")["y"], history["test_loss"])
     assert "DD yes" in axes[1].get_title(loc="right") and "DD no" in axes[0].get_title(loc="right")
-    check_png(fig, plotted, tmp_path, 2, 2)
+    assert "3/4 layers turn" in axes[1].get_title(loc="right")
+    # The OPM fractions of each run sit in the panel below its G panel.
+    for panel, run in (("c", "deep/d02"), ("d", "deep/d04dd")):
+        fractions = tables.metrics[(tables.metrics["run"] == run) & (tables.metrics["metric"] == "opm_fraction")]
+        for layer, rows in fractions.groupby("layer"):
+            np.testing.assert_allclose(rows_of(plotted, panel, f"OPM fraction layer {int(layer)}")["y"], rows["value"])
+    assert axes[2].get_title(loc="right") == "OPM fraction, depth 2"
+    assert "no further depth run" in texts(axes[4]) and "no further depth run" in texts(axes[6])
+    check_png(fig, plotted, tmp_path, 4, 2)
 
 
 def test_fig9_diverged_missing_and_empty():
@@ -363,6 +403,7 @@ def test_fig9_diverged_missing_and_empty():
     fig, plotted = fig9.draw(tables)
     axes = panel_axes(fig)
     assert "no rpd_gradient" in texts(axes[0]) and "diverged" in texts(axes[1])
+    assert "no opm_fraction" in texts(axes[2]) and "diverged" in texts(axes[3])
     assert set(plotted["series"]) == {"test_loss"} and set(plotted["run"]) == {"deep/d02"}
     assert not ((plotted["y"] == 0) & (plotted["series"] != "test_loss")).any()
     fig, plotted = fig9.draw(EMPTY)

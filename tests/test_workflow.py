@@ -22,7 +22,7 @@ TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 
 WORKFLOW_PARTS = ("Snakefile", "rules", "workflow_scripts", "schemas", "profiles", "envs", "netdyn", "report")
 # Pixel size of each figure: panels of 3.2 x 2.6 inches at 150 dpi (netdyn/figures/style.py).
-FIGURE_GRIDS = {2: (2, 3), 3: (2, 3), 4: (2, 3), 5: (2, 2), 6: (2, 3), 7: (3, 4), 8: (2, 2), 9: (2, 2)}
+FIGURE_GRIDS = {2: (2, 3), 3: (2, 3), 4: (2, 3), 5: (2, 2), 6: (2, 3), 7: (3, 4), 8: (2, 2), 9: (4, 2)}
 
 
 def copy_workflow(target: Path) -> Path:
@@ -86,7 +86,7 @@ EXPECTED_METRICS = {
     "test_acc_bntrain", "weight_norm", "test_acc_bnbatch",
     "rpd_gradient", "rpd_gradient_half", "rpd_gradient_log", "rpd_contrast", "lp_acc", "lp_train_acc",
     "lmap_acc", "lmap_weights_acc", "basin_input", "basin_weight", "center_distance", "center_similarity",
-    "digit_center_distance",
+    "opm_fraction", "digit_center_distance",
 }  # fmt: skip
 
 
@@ -103,6 +103,18 @@ def test_every_analysis_table_is_produced_for_every_analysed_step(tiny_workflow)
     assert sorted(set(metrics.loc[metrics["metric"] == "center_distance", "layer"])) == [0, 1, 2, 3]
     rpd = pd.read_csv(run / "rpd.csv")
     assert rpd.groupby(["step", "layer"])["density"].mean().round(9).eq(1).all()  # densities average to 1
+    neurons = pd.read_csv(run / "neurons.csv")
+    assert list(neurons.columns) == ["run", "step", "layer", "neuron", "score", "z", "opm"]
+    assert len(neurons) == len(steps) * 3 * 32 and set(neurons["opm"]) <= {0, 1}
+    fractions = metrics[metrics["metric"] == "opm_fraction"].set_index(["step", "layer"])["value"]
+    pd.testing.assert_series_equal(
+        neurons.groupby(["step", "layer"])["opm"].mean(), fractions, check_names=False, check_index_type=False
+    )
+    # The LP is fitted on the run's whole training split (n_train 1000), not on the 300 analysis samples.
+    assert (
+        "LP fitted on 1000 training samples"
+        in (tiny_workflow / "results/logs/analyse_pruning/deep/base.log").read_text()
+    )
     basins = pd.read_csv(run / "basins.csv")
     assert set(basins["space"]) == {"input", "weight", "input_tracked"}
     projection = pd.read_csv(run / "projection.csv")

@@ -8,8 +8,9 @@ with logged(snakemake.log[0]):
     metrics = pruning_tables(
         snakemake.wildcards.run,
         snakemake.input.snapshots,
-        snakemake.input.activations,
         snakemake.input.data,
         snakemake.params.steps,
+        snakemake.params.train_spec,
+        **snakemake.params.settings,
     )
     write_csv(snakemake.output.metrics, metrics)

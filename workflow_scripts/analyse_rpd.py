@@ -1,16 +1,18 @@
-"""Rule analyse_rpd: RPD curves and gradients of every hidden layer at every analysed step (netdyn.rpd)."""
+"""Rule analyse_rpd: RPD curves and gradients of every hidden layer, and each neuron's mode, at every analysed step
+(netdyn.rpd, netdyn.modes)."""
 
 from netdyn.atomic import write_csv
 from netdyn.pipeline import rpd_tables
 from netdyn.workflow import logged
 
 with logged(snakemake.log[0]):
-    curves, metrics = rpd_tables(
+    curves, neurons, metrics = rpd_tables(
         snakemake.wildcards.run,
         snakemake.input.snapshots,
         snakemake.input.activations,
         snakemake.params.steps,
-        bins=snakemake.params.bins,
+        **snakemake.params.settings,
     )
     write_csv(snakemake.output.curves, curves)
+    write_csv(snakemake.output.neurons, neurons)
     write_csv(snakemake.output.metrics, metrics)

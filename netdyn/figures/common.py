@@ -164,11 +164,44 @@ def run_rows(frame: pd.DataFrame, run: str, **equal: Any) -> pd.DataFrame:
     return frame[keep]
 
 
-def grokking_steps(tables: RunTables, run: str) -> tuple[int, int] | None:
-    """The (before, after) grokking checkpoints of events.json (methods.md §10), or None without events."""
-    grok = tables.events.get(run, {}).get("grokking") or {}
+def grokking_steps(tables: RunTables, run: str, key: str = "grokking") -> tuple[int, int] | None:
+    """The (before, after) checkpoints of an events.json reading (``grokking``, methods.md §10, or ``bn_grokking``,
+    docs/methods.md §2), or None without them."""
+    grok = (tables.events.get(run) or {}).get(key) or {}
     before, after = grok.get("before_step"), grok.get("after_step")
     return None if before is None or after is None else (int(before), int(after))
+
+
+PAPER_PANEL_DEPTH = 23  # the paper's Figs. 3(a-c) and 7 show the 23-layer net
+
+
+def panel_run(tables: RunTables, role: str, depth: int | None = None) -> tuple[str | None, list[str]]:
+    """The run of ``role`` drawn in a single-run panel: the first live run (by id, e.g. the first seed) with
+    ``model.depth`` = ``depth``; by default 23 (the paper's net) where such a run exists, else the deepest. Returns the
+    run (None when there is none) and notes for the panel: diverged runs passed over, or a requested depth missing.
+    """
+    runs = role_runs(tables, role)
+    if runs.empty or "model.depth" not in runs.columns:
+        return None, [f"no run with role '{role}'" if runs.empty else "no run with a model.depth"]
+    runs = runs.assign(_depth=pd.to_numeric(runs["model.depth"], errors="coerce")).dropna(subset=["_depth"])
+    runs = runs.sort_values(["_depth", "run"], ascending=[False, True], kind="stable")
+    dead = {run: divergence(tables, run) for run in runs["run"]}
+    live = runs[[dead[run] is None for run in runs["run"]]]
+    wanted = PAPER_PANEL_DEPTH if depth is None else depth
+    match = live[live["_depth"] == wanted]
+    chosen = match.iloc[0] if len(match) else live.iloc[0] if len(live) else None
+    notes = []
+    if depth is not None and not len(match):
+        notes.append(f"no live run of depth {depth}" + (", the deepest is drawn" if chosen is not None else ""))
+    floor = chosen["_depth"] if chosen is not None else -math.inf
+    for _, row in runs[runs["_depth"] >= floor].iterrows():
+        if dead[row["run"]]:
+            at = row.get("diverged_at")
+            at = (tables.events.get(row["run"]) or {}).get("diverged_at") if at is None or pd.isna(at) else at
+            notes.append(f"{diverged_note(row['run'], at)}, not used")
+    if chosen is None:
+        return None, notes or [f"every '{role}' run diverged"]
+    return str(chosen["run"]), notes
 
 
 def nearest_step(steps: Sequence[int] | np.ndarray | pd.Series, target: int) -> int | None:
@@ -185,18 +218,34 @@ def step_label(used: int, requested: int) -> str:
 
 
 def draw_lines(ax: plt.Axes, points: pd.DataFrame, panel: str, x_name: str, y_name: str, **style) -> pd.DataFrame:
-    """One line per series (ordered by ``key``, then x; seeds at one x are averaged); returns the plotted rows."""
+    """One line per series (ordered by ``key``, then x); returns the plotted rows.
+
+    Several runs at one x (seeds) are averaged: the line is their mean and a band shows mean ± one standard
+    deviation across them; the plotted rows carry ``y_sd`` (NaN for a single run) and ``n`` (runs averaged).
+    """
     if points.empty:
-        return pd.DataFrame(columns=PLOTTED_COLUMNS)
+        return pd.DataFrame(columns=[*PLOTTED_COLUMNS, "y_sd", "n"])
     points = points.assign(key=points.get("key", points["series"]))
     averaged = (
         points.groupby(["key", "series", "x"], sort=True, dropna=False)
-        .agg(y=("y", "mean"), run=("run", lambda r: ";".join(sorted(r))), step=("step", "max"))
+        .agg(
+            y=("y", "mean"),
+            y_sd=("y", "std"),
+            n=("y", "size"),
+            run=("run", lambda r: ";".join(sorted(r))),
+            step=("step", "max"),
+        )
         .reset_index()
     )
     for series, line in averaged.groupby(["key", "series"], sort=True, dropna=False):
-        ax.plot(line["x"], line["y"], label=series[1] or None, **({"marker": "o"} | style))
-    return averaged.drop(columns="key").assign(panel=panel, x_name=x_name, y_name=y_name)[PLOTTED_COLUMNS]
+        (drawn,) = ax.plot(line["x"], line["y"], label=series[1] or None, **({"marker": "o"} | style))
+        if (line["n"] > 1).any():
+            spread = line["y_sd"].fillna(0.0)
+            ax.fill_between(
+                line["x"], line["y"] - spread, line["y"] + spread, color=drawn.get_color(), alpha=0.18, lw=0
+            )
+    columns = [*PLOTTED_COLUMNS, "y_sd", "n"]
+    return averaged.drop(columns="key").assign(panel=panel, x_name=x_name, y_name=y_name)[columns]
 
 
 def draw_curve(

@@ -1,7 +1,9 @@
 """Figure 8: grokking under different batch sizes and learning rates (methods.md §13, §11.3, §10).
 
-One panel per ``conditions`` run (up to 4, by run id), titled with its batch size and learning rate: train and
-test accuracy against step (history.csv), and an inset with the 2-D projection (split test, BN eval mode) of one
+One panel per ``conditions`` run (up to 4, by run id), titled with its batch size and learning rate and the
+BatchNorm lag of events.json: eval-mode train and test accuracy and the train-mode-BatchNorm train accuracy (dashed;
+what the training batches reach while the eval-mode test accuracy may still wait) against step (history.csv), and
+an inset with the 2-D projection (split test, BN eval mode) of one
 digit before (grey) and after (colour) grokking, at the events.json checkpoints. The paper's caption says the
 insets show digit 0 and its text says 5 (methods.md §15); ``digit`` picks one, default 5.
 """
@@ -35,10 +37,12 @@ ROLES = {
 INSET = (0.42, 0.22, 0.42, 0.44)
 
 
-def condition_title(row: pd.Series) -> str:
-    """The hyperparameters the conditions differ in: batch size and learning rate."""
+def condition_title(row: pd.Series, lag: object = None) -> str:
+    """The hyperparameters the conditions differ in (batch size, learning rate), and the BN lag when known."""
     batch, lr = row.get("train.batch_size"), row.get("train.lr")
     parts = [f"batch {int(batch)}" if pd.notna(batch) else "batch ?", f"lr {lr:g}" if pd.notna(lr) else "lr ?"]
+    if lag is not None:
+        parts.append(f"BN lag {int(lag)} steps")
     return ", ".join(parts)
 
 
@@ -72,14 +76,19 @@ def inset_projection(ax: plt.Axes, tables: RunTables, run: str, panel: str, digi
 def condition_panel(ax: plt.Axes, tables: RunTables, row: pd.Series, panel: str, digit: int) -> list[pd.DataFrame]:
     """One condition: train/test accuracy vs step with the projection inset."""
     run = str(row["run"])
-    ax.set_title(condition_title(row))
+    ax.set_title(condition_title(row, ((tables.events.get(run) or {}).get("bn_grokking") or {}).get("bn_lag_steps")))
     step_axis(ax)
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
     if (why := divergence(tables, run)) is not None:
         note(ax, why)
         return []
-    drawn = history_curves(ax, tables, run, panel, {"train_acc": {"color": "C3"}, "test_acc": {"color": "C2"}})
+    lines = {
+        "train_acc": {"color": "C3"},
+        "test_acc": {"color": "C2"},
+        "train_acc_bntrain": {"color": "C3", "ls": "--"},
+    }
+    drawn = history_curves(ax, tables, run, panel, lines)
     if any(len(part) for part in drawn):
         ax.legend(loc="upper left")
     return drawn + inset_projection(ax, tables, run, panel, digit)
