@@ -1,9 +1,11 @@
 """Workflow configuration: validation with readable key paths, and expansion of experiments into runs.
 
 An experiment is a base run spec (dataset, model, train, snapshots) plus an optional ``sweep``: a cartesian
-grid over dotted spec fields. Each grid point becomes one run with a stable, human-readable id such as
-``depth_width/d08_w0256``. The snapshot schedule is resolved here into an explicit list of steps that
-always holds step 0 and the last step, so snapshot files are ordinary Snakemake outputs.
+grid over dotted spec fields, and optional ``seeds: N`` replicates (an extra, innermost sweep over
+``train.seed`` = base seed + 0..N-1). Each grid point becomes one run with a stable, human-readable id such as
+``depth_width/d08_w0256`` (``..._s01`` for the second seed). The snapshot schedule is resolved here into an
+explicit list of steps that always holds step 0 and the last step, so snapshot files are ordinary Snakemake
+outputs.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
     "weight_draws": 5,
     "weight_noise": "relative",
     "tracked_input_amplitudes": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2],
+    "tracked_input_multiples": [],
     "basin_fraction": 0.5,
     "geometry_digit": 5,
     "geometry_first": 100,
@@ -102,6 +105,19 @@ AXIS_TOKENS = {
     "train.momentum": "m",
 }
 VALUE_AXES = {"dataset", "model.activation", "model.init", "train.optimizer", "train.loss", "train.dtype"}
+
+
+# Keyword options of each figure's draw() that `figures.figN.settings` may set (netdyn/figures/figN.py).
+FIGURE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "fig2": ("layer", "checkpoints"),
+    "fig3": ("depth", "rpd_layers"),
+    "fig4": ("width",),
+    "fig5": (),
+    "fig6": ("digits",),
+    "fig7": ("depth", "digits"),
+    "fig8": ("digit",),
+    "fig9": (),
+}
 
 
 class ConfigError(ValueError):
@@ -312,14 +328,23 @@ def expand_runs(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[st
     runs: dict[str, dict[str, Any]] = {}
     defaults = config.get("defaults", {})
     for name, experiment in config["experiments"].items():
-        base = _merge(defaults, {k: v for k, v in experiment.items() if k not in ("sweep", "analysis", "external")})
+        own = {k: v for k, v in experiment.items() if k not in ("sweep", "seeds", "analysis", "external")}
+        base = _merge(defaults, own)
         analysis = {**ANALYSIS_DEFAULTS, **config.get("analysis", {}), **experiment.get("analysis", {})}
         if "external" in experiment:
-            if "sweep" in experiment:
-                raise ConfigError(f"experiments.{name}: an external experiment has no sweep; list its runs instead")
+            if "sweep" in experiment or "seeds" in experiment:
+                raise ConfigError(
+                    f"experiments.{name}: an external experiment has no sweep or seeds; list its runs instead"
+                )
             runs.update(_external_runs(config, name, experiment["external"], base, analysis))
             continue
-        sweep = experiment.get("sweep", {})
+        sweep = dict(experiment.get("sweep", {}))
+        seeds = experiment.get("seeds", 1)
+        if seeds > 1:
+            if "train.seed" in sweep:
+                raise ConfigError(f"experiments.{name}.seeds: give seeds or a train.seed sweep, not both")
+            base_seed = base.get("train", {}).get("seed", TRAIN_DEFAULTS["seed"])
+            sweep["train.seed"] = [base_seed + i for i in range(seeds)]
         for axis in sweep:
             section, _, field = axis.partition(".")
             known = MODEL_DEFAULTS if section == "model" else TRAIN_DEFAULTS
@@ -376,13 +401,34 @@ def check_dump_size(runs: Mapping[str, Mapping[str, Any]], dumps: Mapping[str, A
     return total
 
 
+def figure_roles(config: Mapping[str, Any], figure: str) -> dict[str, list[str]]:
+    """``{role: [experiment, ...]}`` of one figure (its ``settings`` are not a role)."""
+    entries = config.get("figures", {}).get(figure, {})
+    return {
+        role: [names] if isinstance(names, str) else list(names)
+        for role, names in entries.items()
+        if role != "settings"
+    }
+
+
+def figure_settings(config: Mapping[str, Any], figure: str) -> dict[str, Any]:
+    """The keyword options a figure is drawn with (``figures.figN.settings``)."""
+    return dict(config.get("figures", {}).get(figure, {}).get("settings", {}))
+
+
 def check_figures(config: Mapping[str, Any]) -> None:
-    """Every experiment a figure names must exist."""
-    for figure, roles in config.get("figures", {}).items():
-        for role, names in roles.items():
-            for experiment in [names] if isinstance(names, str) else names:
+    """Every experiment a figure names must exist, and its settings must be the figure's own."""
+    for figure in config.get("figures", {}):
+        for role, names in figure_roles(config, figure).items():
+            for experiment in names:
                 if experiment not in config["experiments"]:
                     raise ConfigError(f"figures.{figure}.{role}: no experiment named {experiment!r}")
+        known = FIGURE_SETTINGS[figure]
+        for key in figure_settings(config, figure):
+            if key not in known:
+                raise ConfigError(
+                    f"figures.{figure}.settings: unknown key {key!r} (known keys: {', '.join(known) or 'none'})"
+                )
 
 
 def load_config(config: Mapping[str, Any], schema_path: str | Path) -> dict[str, dict[str, Any]]:

@@ -382,8 +382,10 @@ def basin_tables(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Input- and weight-space basin curves and sizes (methods.md §7, §8) on the training analysis samples.
 
-    Rows with ``space = input_tracked`` hold the accuracy at the fixed amplitudes tracked over training
-    (Fig. 6(a)). A basin whose threshold lies outside the amplitude grid has no value and a note saying so.
+    Rows with ``space = input_tracked`` hold the accuracy at the fixed amplitudes followed over training (Fig. 6(a)):
+    ``tracked_input_amplitudes`` as given, and ``tracked_input_multiples`` times the run's input basin at its last
+    analysed step (``multiple`` says which; the final step is analysed first to measure it). A basin whose threshold
+    lies outside the amplitude grid has no value and a note saying so; its multiples are not tracked.
     """
     from netdyn.basins import basin_table, input_basin_curve
 
@@ -395,7 +397,10 @@ def basin_tables(
         return np.logspace(spec["start"], spec["stop"], spec["num"])
 
     curves, rows = [], []
-    for step, model in models(snapshot_dir, steps, log):
+    multiples = list(settings.get("tracked_input_multiples") or [])
+    tracked: list[tuple[float, float]] = [(a, math.nan) for a in settings["tracked_input_amplitudes"]]
+    ordered = sorted(steps)[-1:] + sorted(steps)[:-1]  # the final step first: its basin scales the multiples
+    for step, model in models(snapshot_dir, ordered, log):
         inputs = x.to(next(model.parameters()).dtype)
         table, sizes = basin_table(
             model,
@@ -409,15 +414,29 @@ def basin_tables(
             relative=settings["weight_noise"] == "relative",
             fraction=settings["basin_fraction"],
         )
-        tracked = settings["tracked_input_amplitudes"]
+        if multiples:
+            reference, status = sizes["basin_input"]
+            if status == "ok":
+                tracked += [(m * reference, m) for m in multiples]
+                log(f"step {step}: tracking input noise at {multiples} x the final input basin {reference:.3g}")
+            else:
+                log(f"step {step}: the final input basin is {status}; its multiples are not tracked")
+            multiples = []
         if tracked:
             generator = torch.Generator().manual_seed(settings["seed"] + 1)
+            amplitudes = [a for a, _ in tracked]
             mean, std = input_basin_curve(
-                model, inputs, y, tracked, repeats=settings["input_repeats"], generator=generator
+                model, inputs, y, amplitudes, repeats=settings["input_repeats"], generator=generator
             )
             table += [
-                {"space": "input_tracked", "amplitude": a, "accuracy": float(m), "accuracy_std": float(s)}
-                for a, m, s in zip(tracked, mean, std, strict=True)
+                {
+                    "space": "input_tracked",
+                    "amplitude": a,
+                    "multiple": k,
+                    "accuracy": float(m),
+                    "accuracy_std": float(s),
+                }
+                for (a, k), m, s in zip(tracked, mean, std, strict=True)
             ]
         curves.append(pd.DataFrame(table).assign(run=run, step=step))
         for name, (size, status) in sizes.items():
@@ -429,5 +448,9 @@ def basin_tables(
                 note = f"below_grid: < {10.0 ** grid_spec['start']:g}"
             rows.append(metric_row(run, step, name, size, note=note))
         log(f"step {step}: basins " + ", ".join(f"{k}={v[0]:.3g} ({v[1]})" for k, v in sizes.items()))
-    columns = ["run", "step", "space", "amplitude", "accuracy", "accuracy_std"]
-    return curve_table(curves, columns), metric_frame(rows)
+    columns = ["run", "step", "space", "amplitude", "multiple", "accuracy", "accuracy_std"]
+    table = curve_table(curves, columns)
+    metrics = metric_frame(rows)
+    return table.sort_values("step", kind="stable", ignore_index=True), metrics.sort_values(
+        "step", kind="stable", ignore_index=True
+    )

@@ -113,6 +113,7 @@ rule analyse_basins:
             "weight_draws",
             "weight_noise",
             "tracked_input_amplitudes",
+            "tracked_input_multiples",
             "basin_fraction",
             "seed",
         ),

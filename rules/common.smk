@@ -10,6 +10,8 @@ from netdyn.config import (
     dataset_definition,
     DUMP_ANALYSES,
     DUMP_DEFAULTS,
+    figure_roles as experiments_by_role,
+    figure_settings,
     load_config,
     training_spec,
 )
@@ -107,15 +109,11 @@ def metric_parts(wildcards):
 FIGURES = config.get("figures", {})
 
 
-def experiments_of(names):
-    return [names] if isinstance(names, str) else list(names)
-
-
 def figure_roles(figure):
     """``{run folder: role}`` of every run that feeds ``figure``."""
     roles = {}
-    for role, names in FIGURES[figure].items():
-        for experiment in experiments_of(names):
+    for role, names in experiments_by_role(config, figure).items():
+        for experiment in names:
             for run, spec in RUNS.items():
                 if spec["experiment"] == experiment:
                     roles[f"results/runs/{run}"] = role
@@ -163,8 +161,8 @@ def caption_text(figure):
 def figure_experiments(figure):
     """The resolved training and analysis settings of the experiments behind a figure, for its caption."""
     settings = {}
-    for role, names in FIGURES[figure].items():
-        for experiment in experiments_of(names):
+    for role, names in experiments_by_role(config, figure).items():
+        for experiment in names:
             runs = experiment_runs(experiment)
             settings[experiment] = {
                 "role": role,

@@ -56,6 +56,7 @@ rule figure:
         "../envs/netdyn.yaml"
     params:
         roles=lambda wildcards: figure_roles(wildcards.figure),
+        settings=lambda wildcards: figure_settings(config, wildcards.figure),
         caption=lambda wildcards: caption_text(wildcards.figure),
         experiments=lambda wildcards: figure_experiments(wildcards.figure),
     script:
@@ -70,7 +71,7 @@ rule claims:
             for table in run_tables(folder.removeprefix("results/runs/"))
         ],
         criteria="report/claims.md",
-        code=library("claims", "collection", "dynamics"),
+        code=library("claims", "collection", "dynamics", "config"),
     output:
         report(
             "results/claims.csv",

@@ -69,6 +69,14 @@ MALFORMED = [
     (with_change("figures", {"fig1": {"x": "a"}}), "figures: unknown key 'fig1'"),
     (with_change("analysis", {"run": ["rpd", "magic"]}), "analysis.run[1]"),
     (with_change("experiments/a/analysis", {"steps": [99]}), "experiments.a.analysis.steps: step 99 is not a snapshot"),
+    (with_change("experiments/a/seeds", 0), "experiments.a.seeds: 0 is less than the minimum"),
+    (
+        with_change("experiments/a/sweep", {"train.seed": [0, 1]}, with_change("experiments/a/seeds", 2)),
+        "experiments.a.seeds: give seeds or a train.seed sweep, not both",
+    ),
+    (with_change("figures", {"fig3": {"depth": "a", "settings": {"width": 3}}}), "figures.fig3.settings: unknown key"),
+    (with_change("figures", {"fig3": {"depth": "a", "settings": {"depth": "deep"}}}), "figures.fig3.settings.depth"),
+    (with_change("analysis", {"opm_alpha": 1.5}), "analysis.opm_alpha"),
 ]
 
 
@@ -89,6 +97,24 @@ def test_valid_config_expands_sweeps_into_stable_readable_ids():
     assert spec["model"]["depth"] == 12 and spec["model"]["width"] == 1024
     assert spec["train"]["steps"] == 100 and spec["train"]["lr"] == 1e-3  # defaults filled in
     assert runs == load_config(copy.deepcopy(config), SCHEMA)  # stable
+
+
+def test_seeds_become_replicate_runs_with_their_own_train_seed():
+    config = with_change("experiments/a/sweep", {"model.width": [16, 32]}, with_change("experiments/a/seeds", 3))
+    config["experiments"]["a"]["train"] = {"seed": 10}
+    runs = load_config(config, SCHEMA)
+    assert list(runs) == [f"a/w{w}_s{s}" for w in (16, 32) for s in (10, 11, 12)]
+    assert [run["train"]["seed"] for run in runs.values()] == [10, 11, 12] * 2
+    single = load_config(with_change("experiments/a/seeds", 1), SCHEMA)
+    assert list(single) == ["a/base"]  # one seed keeps the run ids of a config without seeds
+
+
+def test_figure_settings_are_not_roles():
+    from netdyn.config import figure_roles, figure_settings
+
+    config = with_change("figures", {"fig3": {"depth": "a", "settings": {"depth": 2}}})
+    load_config(config, SCHEMA)
+    assert figure_roles(config, "fig3") == {"depth": ["a"]} and figure_settings(config, "fig3") == {"depth": 2}
 
 
 def test_experiment_settings_override_defaults_and_epochs_become_steps():

@@ -156,8 +156,10 @@ def test_every_figure_the_scorecard_and_the_report(tiny_workflow):
         assert (figures / f"fig{number}.pdf").stat().st_size > 1000
         assert {"panel", "series", "x", "y"} <= set(pd.read_csv(figures / f"fig{number}.csv").columns)
     claims = pd.read_csv(tiny_workflow / "results" / "claims.csv")
-    assert claims["claim"].tolist() == list(range(1, 11))
+    assert claims["claim"].tolist() == list(range(1, 13))
     assert set(claims["verdict"]) <= {"reproduced", "not reproduced", "inconclusive"}
+    assert set(claims["scale"]) == {"reduced"}  # mnist5k is not the paper's data
+    assert {"estimate", "interval_low", "interval_high", "replicates"} <= set(claims.columns)
     snakemake(tiny_workflow, "--report", "results/report.html")
     report = (tiny_workflow / "results" / "report.html").read_text()
     assert "fig9.png" in report and "claims.csv" in report

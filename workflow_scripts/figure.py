@@ -10,5 +10,5 @@ with logged(snakemake.log[0]):
     roles = {folder.removeprefix("results/runs/"): role for folder, role in snakemake.params.roles.items()}
     tables = load_runs(snakemake.params.roles, roles=roles)
     module = importlib.import_module(f"netdyn.figures.{snakemake.wildcards.figure}")
-    figure, plotted = module.draw(tables)
+    figure, plotted = module.draw(tables, **snakemake.params.settings)
     style.save(figure, plotted, snakemake.output.png, snakemake.output.pdf, snakemake.output.csv)

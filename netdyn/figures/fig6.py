@@ -1,7 +1,8 @@
 """Figure 6: grokking of the Omnigrok-style net, its input basin and 2-D projections (methods.md §13, §12, §7, §10).
 
 (a) train/test accuracy over steps (solid) and the accuracy of noisy training samples at fixed input-noise
-amplitudes over steps (dashed, basins.csv space ``input_tracked``); (b) training-sample accuracy against the
+amplitudes over steps (dashed, basins.csv space ``input_tracked``; amplitudes given as multiples of the run's final
+input basin say so); (b) training-sample accuracy against the
 input-noise amplitude at the before/after-grokking checkpoints (space ``input``); (c, d) the SVD-bottleneck
 projection (h1, h2) of training samples before / after grokking; (e, f) the same for test samples.
 
@@ -60,7 +61,8 @@ def accuracy_panel(ax: plt.Axes, tables: RunTables, run: str) -> list[pd.DataFra
     shades = plt.get_cmap("Blues")(np.linspace(0.45, 0.95, max(len(amplitudes), 1)))
     for shade, amplitude in zip(shades, amplitudes, strict=False):
         rows = tracked[tracked["amplitude"] == amplitude]
-        series = f"input noise eps={amplitude:.3g}"
+        multiple = rows["multiple"].dropna() if "multiple" in rows.columns else rows["amplitude"].iloc[:0]
+        series = f"input noise eps={amplitude:.3g}" + (f" ({multiple.iloc[0]:g} x basin)" if len(multiple) else "")
         part = draw_curve(
             ax, rows["step"], rows["accuracy"], "a", series, "step", "accuracy", run, color=shade, ls="--"
         )
