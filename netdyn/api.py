@@ -23,6 +23,7 @@ from netdyn.activations import dump_run
 from netdyn.config import ANALYSES, DUMP_ANALYSES, load_config
 from netdyn.data import prepare
 from netdyn.external import import_run
+from netdyn.metrics import collect
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 
@@ -192,6 +193,6 @@ def run_all(spec: Mapping[str, Any], dataset: Mapping[str, Any], root: Path, *, 
         path.parent.mkdir(parents=True, exist_ok=True)
         part.to_csv(path, index=False)
         part_files.append(path)
-    metrics, events = pipeline.collect(run, folder / "history.csv", folder / "run.json", part_files)
+    metrics, events = collect(run, folder / "history.csv", folder / "run.json", part_files)
     tables.update(metrics=metrics, events=events, history=pd.read_csv(folder / "history.csv"))
     return tables

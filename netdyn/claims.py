@@ -1268,6 +1268,25 @@ def design_check(runs_by_role: Mapping[str, pd.DataFrame], context: Mapping[str,
     return dict(sorted(out.items()))
 
 
+def design_runs(config: Mapping[str, Any], runs: Mapping[str, Mapping[str, Any]]) -> dict[str, pd.DataFrame]:
+    """``{role: runs table}`` of a config's runs as the scorecard will see them (spec columns, status completed), each
+    run in the first role a figure gives it (as the workflow's claims rule does)."""
+    from netdyn.collection import flatten
+    from netdyn.config import figure_roles
+
+    role_of: dict[str, str] = {}
+    for figure in config.get("figures", {}):
+        for role, experiments in figure_roles(config, figure).items():
+            for run, spec in runs.items():
+                if spec["experiment"] in experiments:
+                    role_of.setdefault(run, role)
+    rows: dict[str, list[dict]] = {}
+    for run, role in role_of.items():
+        spec = {key: runs[run][key] for key in ("dataset", "model", "train")}
+        rows.setdefault(role, []).append({"run": run, "role": role, "status": "completed", **flatten(spec)})
+    return {role: pd.DataFrame(found) for role, found in rows.items()}
+
+
 def evaluate(tables_by_role: Mapping[str, RunTables], context: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """One row per claim: claim, title, quantity, criterion, scale, verdict, estimate, interval_low, interval_high,
     replicates, decided_by, value, reason."""

@@ -2,15 +2,13 @@
 
 Each ``*_table(s)`` function here is what one analysis rule runs: it walks the run's snapshots (skipping
 divergence markers, which appear as gaps), calls the pure analysis functions of ``netdyn.rpd``,
-``netdyn.pruning``, ``netdyn.basins``, ``netdyn.geometry``, ``netdyn.projection`` and ``netdyn.evaluate``,
-and returns pandas tables in the formats of docs/formats.md. Metric tables are long:
-``run, step, metric, layer, value, note`` (``layer`` empty for network-level metrics, ``note`` says why a
-value is missing, e.g. a basin beyond the amplitude grid).
+``netdyn.modes``, ``netdyn.pruning``, ``netdyn.basins``, ``netdyn.geometry``, ``netdyn.projection`` and
+``netdyn.evaluate``, and returns pandas tables in the formats of docs/formats.md. Metric tables are long
+(``netdyn.metrics``: ``run, step, metric, layer, value, note``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -24,39 +22,12 @@ from torch import nn
 
 from netdyn import activations, snapshots
 from netdyn import data as datasets
+from netdyn.metrics import curve_table, metric_frame, metric_row
 from netdyn.samples import analysis_indices, training_indices
-
-METRIC_COLUMNS = ["run", "step", "metric", "layer", "value", "note"]
-HISTORY_METRICS = [
-    "train_loss",
-    "test_loss",
-    "train_acc",
-    "test_acc",
-    "train_loss_bntrain",
-    "train_acc_bntrain",
-    "test_acc_bntrain",
-    "weight_norm",
-]
-BN_TRAIN_METRICS = {"train_loss_bntrain", "train_acc_bntrain", "test_acc_bntrain"}
 
 
 def analysis_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def metric_row(run: str, step: int, metric: str, value: float, layer: int | None = None, note: str = "") -> dict:
-    return {"run": run, "step": step, "metric": metric, "layer": layer, "value": value, "note": note}
-
-
-def metric_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    frame = pd.DataFrame(list(rows), columns=METRIC_COLUMNS)
-    frame["layer"] = frame["layer"].astype("Int64")
-    return frame
-
-
-def curve_table(frames: Sequence[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
-    """The per-step frames as one table with ``columns``; an empty table with them when there are none."""
-    return pd.concat(frames, ignore_index=True)[list(columns)] if frames else pd.DataFrame(columns=list(columns))
 
 
 def models(snapshot_dir: str | os.PathLike, steps: Sequence[int], log=print) -> Iterator[tuple[int, nn.Sequential]]:
@@ -120,37 +91,6 @@ def bn_mode_table(
         rows.append(metric_row(run, step, "test_acc_bnbatch", accuracy))
         log(f"step {step}: test accuracy with last-batch BatchNorm statistics {accuracy:.4f}")
     return metric_frame(rows)
-
-
-def history_metrics(run: str, history: pd.DataFrame) -> list[dict]:
-    rows = []
-    for record in history.to_dict("records"):
-        for metric in HISTORY_METRICS:
-            value = record.get(metric, math.nan)
-            if metric in BN_TRAIN_METRICS and (value is None or pd.isna(value)):
-                continue  # only models with BatchNorm have them (and histories written before they existed)
-            rows.append(metric_row(run, int(record["step"]), metric, float(value)))
-    return rows
-
-
-def collect(
-    run: str,
-    history_path: str | os.PathLike,
-    run_json_path: str | os.PathLike,
-    part_paths: Sequence[str | os.PathLike],
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The run's long metrics table (history plus every analysis part) and its events (methods.md §10, §11)."""
-    from netdyn.dynamics import events
-
-    history = pd.read_csv(history_path)
-    record = json.loads(Path(run_json_path).read_text())
-    parts = [pd.read_csv(path) for path in part_paths]
-    frames = [metric_frame(history_metrics(run, history)), *[metric_frame(part.to_dict("records")) for part in parts]]
-    metrics = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else frames[0]
-    metrics = metrics.sort_values(["step", "metric", "layer"], kind="stable", ignore_index=True)
-    metrics["note"] = metrics["note"].fillna("")
-    classes = record["spec"]["model"]["classes"]
-    return metrics, events(history, record, chance=1.0 / classes)
 
 
 def geometry_tables(

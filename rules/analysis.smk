@@ -6,7 +6,14 @@ rule analyse_rpd:
         activations="results/runs/{run}/activations",
         snapshots="results/runs/{run}/snapshots",
         code=library(
-            "rpd", "modes", "pruning", "pipeline", "activations", "snapshots", "layers"
+            "rpd",
+            "modes",
+            "pruning",
+            "pipeline",
+            "metrics",
+            "activations",
+            "snapshots",
+            "layers",
         ),
     output:
         curves="results/runs/{run}/rpd.csv",
@@ -38,6 +45,7 @@ rule analyse_pruning:
         code=library(
             "pruning",
             "pipeline",
+            "metrics",
             "activations",
             "snapshots",
             "samples",
@@ -67,7 +75,7 @@ rule analyse_geometry:
     input:
         activations="results/runs/{run}/activations",
         data=run_dataset,
-        code=library("geometry", "pipeline", "activations", "data"),
+        code=library("geometry", "pipeline", "metrics", "activations", "data"),
     output:
         curves="results/runs/{run}/geometry.csv",
         metrics="results/runs/{run}/parts/geometry.csv",
@@ -89,7 +97,9 @@ rule analyse_basins:
     input:
         snapshots="results/runs/{run}/snapshots",
         data=run_dataset,
-        code=library("basins", "pipeline", "snapshots", "samples", "data", "layers"),
+        code=library(
+            "basins", "pipeline", "metrics", "snapshots", "samples", "data", "layers"
+        ),
     output:
         curves="results/runs/{run}/basins.csv",
         metrics="results/runs/{run}/parts/basins.csv",
@@ -128,6 +138,7 @@ rule analyse_projection:
         code=library(
             "projection",
             "pipeline",
+            "metrics",
             "snapshots",
             "samples",
             "evaluate",
@@ -157,7 +168,9 @@ rule analyse_bn_modes:
     input:
         snapshots="results/runs/{run}/snapshots",
         data=run_dataset,
-        code=library("evaluate", "pipeline", "snapshots", "samples", "train", "data"),
+        code=library(
+            "evaluate", "pipeline", "metrics", "snapshots", "samples", "train", "data"
+        ),
     output:
         metrics="results/runs/{run}/parts/bn_modes.csv",
     log:
@@ -181,7 +194,7 @@ rule collect:
         history="results/runs/{run}/history.csv",
         run_json="results/runs/{run}/run.json",
         parts=metric_parts,
-        code=library("pipeline", "dynamics"),
+        code=library("metrics", "dynamics"),
     output:
         metrics="results/runs/{run}/metrics.csv",
         events="results/runs/{run}/events.json",

@@ -14,7 +14,7 @@ rule aggregate:
             for run in experiment_runs(wildcards.experiment)
             for name in ("metrics.csv", "run.json")
         ],
-        code=library("collection", "pipeline"),
+        code=library("collection"),
     output:
         "results/tables/{experiment}.csv",
     log:

@@ -1,9 +1,9 @@
-"""Rule collect: a run's metrics.csv (long format) and events.json (netdyn.pipeline, netdyn.dynamics)."""
+"""Rule collect: a run's metrics.csv (long format) and events.json (netdyn.metrics, netdyn.dynamics)."""
 
 import json
 
 from netdyn.atomic import write_csv, write_text
-from netdyn.pipeline import collect
+from netdyn.metrics import collect
 from netdyn.workflow import logged
 
 with logged(snakemake.log[0]):
