@@ -1,7 +1,8 @@
 """netdyn: network-dynamics analyses of MLP training (arXiv 2501.02436) as a library and a Snakemake workflow.
 
 ``netdyn.analyze(model, data)`` runs the workflow's analyses on your own models (docs/external.md);
-``netdyn.load_snapshot(path)`` reads a snapshot the workflow wrote.
+``netdyn.load_snapshot(path)`` reads a snapshot the workflow wrote; ``netdyn.detect_events(history)`` finds
+grokking, BatchNorm grokking and double descent in any logged training history.
 """
 
 __version__ = "0.1.0"
@@ -13,6 +14,10 @@ def __getattr__(name: str):
         from netdyn.api import analyze
 
         return analyze
+    if name == "detect_events":
+        from netdyn.dynamics import detect_events
+
+        return detect_events
     if name == "load_snapshot":
         from netdyn.snapshots import load_snapshot
 

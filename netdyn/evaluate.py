@@ -91,28 +91,45 @@ def bn_train_mode_forward(
     statistics (§11.2, primary reading), returned in the order of ``x``.
 
     Buffers are left untouched and Dropout stays off. A trailing batch of one sample is merged into the
-    previous one, since BatchNorm cannot normalize a single sample.
+    previous one, since BatchNorm cannot normalize a single sample. All batches of one size go through the net
+    together, as a [batches, size, features] tensor normalized over its second axis: the result is that of
+    ``model.train()`` on each batch in turn, in one pass instead of one per batch (a batch of 16 on 60,000 samples
+    would otherwise be 3,750 forward passes).
     """
-    from netdyn.layers import forward_layers
+    from netdyn.layers import blocks
 
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(x.device)
     starts = list(range(0, len(x), batch_size))
     if len(starts) > 1 and len(x) - starts[-1] < 2:
         starts.pop()
+    stops = starts[1:] + [len(x)]
+    *hidden_blocks, output = blocks(model)
+    flat = x.flatten(1)
     hidden = logits = None
-    with eval_mode(model), frozen_bn_buffers(model):
-        for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.train()
-        for start, stop in zip(starts, starts[1:] + [len(x)], strict=True):
-            index = order[start:stop]
-            _, outputs, batch_logits = forward_layers(model, x[index])
-            last = outputs[-1] if outputs else x[index].flatten(1)
-            if hidden is None:
-                hidden = torch.empty(len(x), last.shape[1], dtype=last.dtype, device=x.device)
-                logits = torch.empty(len(x), batch_logits.shape[1], dtype=last.dtype, device=x.device)
-            hidden[index], logits[index] = last, batch_logits
+    for size in sorted({stop - start for start, stop in zip(starts, stops, strict=True)}):
+        index = torch.stack([order[a:b] for a, b in zip(starts, stops, strict=True) if b - a == size])
+        values = flat[index]  # [batches, size, features]
+        for block in hidden_blocks:
+            values = block.act(_batch_normalized_field(block, values))
+        batch_logits = _batch_normalized_field(output, values)
+        if hidden is None:
+            hidden = torch.empty(len(x), values.shape[-1], dtype=values.dtype, device=x.device)
+            logits = torch.empty(len(x), batch_logits.shape[-1], dtype=values.dtype, device=x.device)
+        hidden[index.flatten()] = values.reshape(-1, values.shape[-1])
+        logits[index.flatten()] = batch_logits.reshape(-1, batch_logits.shape[-1])
     return hidden, logits
+
+
+def _batch_normalized_field(block, values: torch.Tensor) -> torch.Tensor:
+    """The block's Linear on ``values`` [batches, size, features], then its BatchNorm with each batch's own mean and
+    biased variance (train mode), as ``nn.BatchNorm1d`` normalizes a batch."""
+    field = block.linear(values)
+    if block.bn is None:
+        return field
+    mean = field.mean(dim=1, keepdim=True)
+    variance = field.var(dim=1, unbiased=False, keepdim=True)
+    field = (field - mean) * torch.rsqrt(variance + block.bn.eps)
+    return field * block.bn.weight + block.bn.bias if block.bn.affine else field
 
 
 def accuracy_bn_train_mode(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0) -> float:

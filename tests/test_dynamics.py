@@ -377,3 +377,9 @@ def test_detect_events_on_constructed_histories() -> None:
     assert detect_events(loss_history(bump_loss()).assign(train_acc=1.0, test_acc=1.0))["double_descent"]
     with pytest.raises(ValueError, match="test_loss"):
         detect_events(omnigrok.drop(columns=["test_loss"]))
+
+
+def test_detect_events_is_public_api() -> None:
+    import netdyn
+
+    assert netdyn.detect_events is detect_events

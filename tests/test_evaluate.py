@@ -51,6 +51,25 @@ def test_train_mode_forward_normalizes_each_shuffled_batch_by_itself_and_leaves_
     assert accuracy_bn_train_mode(model, x, y, 10, seed=3) == 1.0
 
 
+@pytest.mark.parametrize(("count", "sizes"), [(45, [10, 10, 10, 10, 5]), (41, [10, 10, 10, 11])])
+def test_uneven_batches_match_a_train_mode_forward_of_each(count, sizes):
+    """A partial last batch is normalized by its own statistics; a last batch of one joins the previous one."""
+    model = bn_model()
+    x = torch.randn(count, 8)
+    _, logits = bn_train_mode_forward(model, x, batch_size=10, seed=1)
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(1))
+    reference = copy.deepcopy(model).train()
+    for module in reference.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.eval()
+    start = 0
+    with torch.no_grad():
+        for size in sizes:
+            index = order[start : start + size]
+            torch.testing.assert_close(logits[index], reference(x[index]))
+            start += size
+
+
 def test_a_trailing_batch_of_one_is_merged_so_batchnorm_can_normalize_it():
     model = bn_model()
     _, logits = bn_train_mode_forward(model, torch.randn(21, 8), batch_size=10)
