@@ -20,7 +20,7 @@ from torch import nn
 
 from netdyn import pipeline
 from netdyn.activations import dump_run
-from netdyn.config import ANALYSES, DUMP_ANALYSES, load_config
+from netdyn.config import ANALYSES, dump_steps, load_config, writes_dumps
 from netdyn.data import prepare
 from netdyn.external import import_run
 from netdyn.metrics import collect
@@ -107,15 +107,14 @@ def run_all(spec: Mapping[str, Any], dataset: Mapping[str, Any], root: Path, *, 
     prepare(dataset, data_path, log=log)
     snapshots = folder / "snapshots"
     import_run(training_spec(spec), data_path, snapshots, folder / "history.csv", folder / "run.json", log=log)
-    dumps = folder / "activations"
-    dump_steps = sorted({s for name in DUMP_ANALYSES if name in requested for s in steps_of[name]})
-    if dump_steps:
+    dumps = folder / "activations" if writes_dumps(spec) else None
+    if dumps is not None:
         dump_run(
             snapshots,
             data_path,
             dumps,
             run=run,
-            steps=dump_steps,
+            steps=dump_steps(spec),
             train_spec=spec["train"],
             samples=settings["samples"],
             test_samples=settings["test_samples"],
@@ -129,6 +128,9 @@ def run_all(spec: Mapping[str, Any], dataset: Mapping[str, Any], root: Path, *, 
             snapshots,
             dumps,
             steps_of["rpd"],
+            data_path=data_path,
+            train_spec=spec["train"],
+            samples=settings["samples"],
             bins=settings["rpd_bins"],
             opm_alpha=settings["opm_alpha"],
             opm_min_score=settings["opm_min_score"],
@@ -156,9 +158,12 @@ def run_all(spec: Mapping[str, Any], dataset: Mapping[str, Any], root: Path, *, 
     if "geometry" in requested:
         tables["geometry"], part = pipeline.geometry_tables(
             run,
+            snapshots,
             dumps,
             data_path,
             steps_of["geometry"],
+            train_spec=spec["train"],
+            samples=settings["samples"],
             digit=settings["geometry_digit"],
             first=settings["geometry_first"],
             log=log,

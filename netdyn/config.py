@@ -79,8 +79,8 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
     "projection_per_digit": 500,
     "seed": 0,
 }
-DUMP_DEFAULTS: dict[str, Any] = {"dtype": "float32", "temporary": False, "max_gb": 50.0}
-DUMP_ANALYSES = ("rpd", "geometry")
+DUMP_DEFAULTS: dict[str, Any] = {"dtype": "float32", "temporary": False, "max_gb": 50.0, "always": False}
+DUMP_ANALYSES = ("rpd", "geometry")  # the analyses that read a snapshot's fields and outputs
 SNAPSHOT_DEFAULTS: dict[str, Any] = {"log": 20, "dense_until": 0}
 BUILTIN_DATASETS: dict[str, dict[str, Any]] = {
     name: {"source": name} for name in ("mnist5k", "mnist", "fashion_mnist", "kmnist")
@@ -370,11 +370,25 @@ def expand_runs(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[st
     return runs
 
 
-def dump_bytes(run: Mapping[str, Any], dtype: str) -> int:
+def writes_dumps(run: Mapping[str, Any], dumps: Mapping[str, Any] | None = None) -> bool:
+    """Whether a run gets activation dumps: when two of its analyses read the same fields (the dump is then computed
+    once and shared), or when ``dumps.always`` is set and one does. A single reader computes the fields itself,
+    which costs the same forward pass and saves a job, a write and a read."""
+    readers = [name for name in DUMP_ANALYSES if name in run["analysis"]["run"]]
+    return len(readers) >= 2 or (bool(readers) and bool({**DUMP_DEFAULTS, **(dumps or {})}["always"]))
+
+
+def dump_steps(run: Mapping[str, Any]) -> list[int]:
+    """The snapshot steps a run's dumps cover: those of every analysis that reads them."""
+    analysis = run["analysis"]
+    return sorted({s for name in DUMP_ANALYSES if name in analysis["run"] for s in analysis["steps_of"][name]})
+
+
+def dump_bytes(run: Mapping[str, Any], dtype: str, dumps: Mapping[str, Any] | None = None) -> int:
     """Uncompressed size of a run's activation dumps: h and x of every hidden layer plus logits, per sample."""
     analysis = run["analysis"]
-    steps = {s for name in DUMP_ANALYSES if name in analysis["run"] for s in analysis["steps_of"][name]}
-    if not steps:
+    steps = dump_steps(run)
+    if not steps or not writes_dumps(run, dumps):
         return 0
     model = run["model"]
     widths = model["widths"] if model.get("widths") is not None else [model["width"]] * model["depth"]
@@ -390,7 +404,7 @@ def check_dump_size(runs: Mapping[str, Mapping[str, Any]], dumps: Mapping[str, A
     With ``dumps.temporary`` only the largest run's dumps exist at a time (per job), so that one counts.
     """
     settings = {**DUMP_DEFAULTS, **dumps}
-    sizes = [dump_bytes(run, settings["dtype"]) for run in runs.values()]
+    sizes = [dump_bytes(run, settings["dtype"], settings) for run in runs.values()]
     total = (max(sizes, default=0) if settings["temporary"] else sum(sizes)) / 1e9
     if total > settings["max_gb"]:
         raise ConfigError(

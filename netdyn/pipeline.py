@@ -35,12 +35,35 @@ def models(snapshot_dir: str | os.PathLike, steps: Sequence[int], log=print) -> 
     return snapshots.iter_models(snapshot_dir, steps, analysis_device(), log)
 
 
-def dumps(dump_dir: str | os.PathLike, steps: Sequence[int], split: str = "train") -> Iterator[tuple[int, dict]]:
-    """``(step, dump)`` for every analysed step that has an activation dump (diverged steps have none)."""
-    for step in steps:
-        path = Path(dump_dir) / f"step{step:06d}.h5"
-        if path.exists():
-            yield step, activations.read(path, split)
+def training_fields(
+    snapshot_dir: str | os.PathLike,
+    dump_dir: str | os.PathLike | None,
+    steps: Sequence[int],
+    *,
+    data_path: str | os.PathLike | None = None,
+    train_spec: Mapping[str, Any] | None = None,
+    samples: int | None = None,
+    log=print,
+) -> Iterator[tuple[int, nn.Sequential, dict]]:
+    """``(step, model, fields)`` of the training analysis samples at every analysed step that has weights: read from
+    the run's activation dump where it has one (``dump_dir``), else computed by an eval-mode forward of the snapshot
+    on the same samples; ``fields`` holds what the dump holds (docs/formats.md: ``indices``, ``labels``, ``h``,
+    ``x``)."""
+    if dump_dir is None:
+        data = datasets.load(data_path, device=analysis_device())
+        rows, x, y = analysis_samples(data, train_spec, samples)
+    for step, model in models(snapshot_dir, steps, log):
+        if dump_dir is not None:
+            yield step, model, activations.read(Path(dump_dir) / f"step{step:06d}.h5", "train")
+            continue
+        computed = activations.compute(model, x.to(next(model.parameters()).dtype))
+        depth = sum(name.startswith("h") for name in computed)
+        yield step, model, {
+            "indices": rows,
+            "labels": y.cpu().numpy(),
+            "h": [computed[f"h{layer:02d}"] for layer in range(1, depth + 1)],
+            "x": [computed[f"x{layer:02d}"] for layer in range(1, depth + 1)],
+        }
 
 
 def analysis_samples(
@@ -95,10 +118,13 @@ def bn_mode_table(
 
 def geometry_tables(
     run: str,
-    dump_dir: str | os.PathLike,
+    snapshot_dir: str | os.PathLike,
+    dump_dir: str | os.PathLike | None,
     data_path: str | os.PathLike,
     steps: Sequence[int],
     *,
+    train_spec: Mapping[str, Any] | None = None,
+    samples: int | None = None,
     digit: int = 5,
     first: int = 100,
     log=print,
@@ -113,7 +139,10 @@ def geometry_tables(
     data = datasets.load(data_path)
     classes = int(max(data.train_y.max(), data.test_y.max())) + 1
     curves, rows = [], []
-    for step, dump in dumps(dump_dir, steps):
+    source = training_fields(
+        snapshot_dir, dump_dir, steps, data_path=data_path, train_spec=train_spec, samples=samples, log=log
+    )
+    for step, _, dump in source:
         inputs = data.train_x[torch.as_tensor(dump["indices"])]
         result = layer_geometry(
             [inputs, *dump["x"]], dump["labels"], digit=digit, n_first=first, n_classes=classes, indices=dump["indices"]
@@ -205,22 +234,30 @@ RPD_METRICS = {
 def rpd_tables(
     run: str,
     snapshot_dir: str | os.PathLike,
-    dump_dir: str | os.PathLike,
+    dump_dir: str | os.PathLike | None,
     steps: Sequence[int],
     *,
+    data_path: str | os.PathLike | None = None,
+    train_spec: Mapping[str, Any] | None = None,
+    samples: int | None = None,
     bins: int = 50,
     opm_alpha: float = 0.01,
     opm_min_score: float = 0.0,
     log=print,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """RPD density curves and gradients (methods.md §6) of every hidden layer at every analysed step, and each
-    neuron's mode (docs/methods.md §1): the curves, the per-neuron table and the metrics (with ``opm_fraction``)."""
+    neuron's mode (docs/methods.md §1): the curves, the per-neuron table and the metrics (with ``opm_fraction``).
+
+    The fields come from the run's dumps (``dump_dir``) or, without them, from the snapshots on the training
+    analysis samples (``data_path``, ``train_spec``, ``samples``): the same numbers either way."""
     from netdyn.modes import classify
     from netdyn.rpd import rpd_for_layers
 
     curves, neurons, rows = [], [], []
-    for step, model in models(snapshot_dir, steps, log):
-        dump = activations.read(Path(dump_dir) / f"step{step:06d}.h5", "train")
+    source = training_fields(
+        snapshot_dir, dump_dir, steps, data_path=data_path, train_spec=train_spec, samples=samples, log=log
+    )
+    for step, model, dump in source:
         device = analysis_device()
         fields = [torch.as_tensor(h, device=device) for h in dump["h"]]
         fractions = []

@@ -3,8 +3,9 @@
 
 rule analyse_rpd:
     input:
-        activations="results/runs/{run}/activations",
+        unpack(activation_input),
         snapshots="results/runs/{run}/snapshots",
+        data=run_dataset,
         code=library(
             "rpd",
             "modes",
@@ -13,6 +14,8 @@ rule analyse_rpd:
             "metrics",
             "activations",
             "snapshots",
+            "samples",
+            "data",
             "layers",
         ),
     output:
@@ -29,7 +32,9 @@ rule analyse_rpd:
         gpu=1,
     params:
         steps=analysis_steps("rpd"),
+        train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
         settings=lambda wildcards: {
+            "samples": RUNS[wildcards.run]["analysis"]["samples"],
             "bins": RUNS[wildcards.run]["analysis"]["rpd_bins"],
             "opm_alpha": RUNS[wildcards.run]["analysis"]["opm_alpha"],
             "opm_min_score": RUNS[wildcards.run]["analysis"]["opm_min_score"],
@@ -73,9 +78,19 @@ rule analyse_pruning:
 
 rule analyse_geometry:
     input:
-        activations="results/runs/{run}/activations",
+        unpack(activation_input),
+        snapshots="results/runs/{run}/snapshots",
         data=run_dataset,
-        code=library("geometry", "pipeline", "metrics", "activations", "data"),
+        code=library(
+            "geometry",
+            "pipeline",
+            "metrics",
+            "activations",
+            "snapshots",
+            "samples",
+            "data",
+            "layers",
+        ),
     output:
         curves="results/runs/{run}/geometry.csv",
         metrics="results/runs/{run}/parts/geometry.csv",
@@ -87,6 +102,8 @@ rule analyse_geometry:
         "../envs/netdyn.yaml"
     params:
         steps=analysis_steps("geometry"),
+        train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
+        samples=analysis_setting("samples"),
         digit=analysis_setting("geometry_digit"),
         first=analysis_setting("geometry_first"),
     script:

@@ -8,12 +8,13 @@ from netdyn.config import (
     check_dump_size,
     RUN_ID_PATTERN,
     dataset_definition,
-    DUMP_ANALYSES,
     DUMP_DEFAULTS,
+    dump_steps as steps_to_dump,
     figure_roles as experiments_by_role,
     figure_settings,
     load_config,
     training_spec,
+    writes_dumps,
 )
 
 try:
@@ -73,14 +74,15 @@ def analysis_steps(name):
 
 def dump_steps(wildcards):
     """Steps that need an activation dump: those of every requested analysis that reads dumps."""
-    analysis = RUNS[wildcards.run]["analysis"]
-    steps = {
-        s
-        for name in DUMP_ANALYSES
-        if name in analysis["run"]
-        for s in analysis["steps_of"][name]
-    }
-    return sorted(steps)
+    return steps_to_dump(RUNS[wildcards.run])
+
+
+def activation_input(wildcards):
+    """The run's activation dumps as an input, where it has them (netdyn.config.writes_dumps); without them the
+    analysis computes the fields from the snapshots."""
+    if writes_dumps(RUNS[wildcards.run], DUMPS):
+        return {"activations": f"results/runs/{wildcards.run}/activations"}
+    return {}
 
 
 CURVE_TABLES = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -58,3 +59,41 @@ def test_truncated_foreign_and_missing_files_are_named(dumped, tmp_path):
     for bad in (truncated, foreign, tmp_path / "missing.h5"):
         with pytest.raises(ActivationFileError, match=str(bad)):
             read(bad)
+
+
+def test_analyses_read_the_same_fields_from_a_dump_or_from_the_snapshots(synthetic_h5, tmp_path):
+    """A run with a single dump reader has no dumps (netdyn.config.writes_dumps): its RPD and geometry compute the
+    fields from the snapshots on the same samples, and must give exactly the tables a dump gives."""
+    from netdyn.activations import dump_run
+    from netdyn.pipeline import geometry_tables, rpd_tables
+    from netdyn.train import train_run
+    from tests.conftest import tiny_spec
+
+    spec = tiny_spec(n_train=200)
+    spec["model"]["batchnorm"] = True
+    snapshots = tmp_path / "snapshots"
+    train_run(spec, synthetic_h5, snapshots, tmp_path / "history.csv", tmp_path / "run.json", log=lambda _: None)
+    steps = spec["snapshots"]
+    dump_run(snapshots, synthetic_h5, tmp_path / "dumps", run="t", steps=steps, train_spec=spec["train"],
+             samples=120, test_samples=50, log=lambda _: None)  # fmt: skip
+    quiet = {"data_path": synthetic_h5, "train_spec": spec["train"], "samples": 120, "log": lambda _: None}
+    from_dump = rpd_tables("t", snapshots, tmp_path / "dumps", steps, **quiet)
+    computed = rpd_tables("t", snapshots, None, steps, **quiet)
+    for a, b in zip(from_dump, computed, strict=True):
+        pd.testing.assert_frame_equal(a, b)
+    del quiet["data_path"]
+    from_dump = geometry_tables("t", snapshots, tmp_path / "dumps", synthetic_h5, steps, **quiet)
+    computed = geometry_tables("t", snapshots, None, synthetic_h5, steps, **quiet)
+    for a, b in zip(from_dump, computed, strict=True):
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_only_runs_whose_fields_are_shared_get_dumps():
+    from netdyn.config import writes_dumps
+
+    def run(*analyses):
+        return {"analysis": {"run": list(analyses)}}
+
+    assert writes_dumps(run("rpd", "geometry", "basins")) and not writes_dumps(run("rpd", "basins"))
+    assert not writes_dumps(run("pruning", "projection")) and not writes_dumps(run("geometry"))
+    assert writes_dumps(run("rpd"), {"always": True}) and not writes_dumps(run("basins"), {"always": True})

@@ -7,9 +7,12 @@ from netdyn.workflow import logged
 with logged(snakemake.log[0]):
     curves, metrics = geometry_tables(
         snakemake.wildcards.run,
-        snakemake.input.activations,
+        snakemake.input.snapshots,
+        snakemake.input.get("activations"),  # absent when the run has no dumps: fields computed from snapshots
         snakemake.input.data,
         snakemake.params.steps,
+        train_spec=snakemake.params.train_spec,
+        samples=snakemake.params.samples,
         digit=snakemake.params.digit,
         first=snakemake.params.first,
     )

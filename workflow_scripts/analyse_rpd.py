@@ -9,8 +9,10 @@ with logged(snakemake.log[0]):
     curves, neurons, metrics = rpd_tables(
         snakemake.wildcards.run,
         snakemake.input.snapshots,
-        snakemake.input.activations,
+        snakemake.input.get("activations"),  # absent when the run has no dumps: fields computed from snapshots
         snakemake.params.steps,
+        data_path=snakemake.input.data,
+        train_spec=snakemake.params.train_spec,
         **snakemake.params.settings,
     )
     write_csv(snakemake.output.curves, curves)
