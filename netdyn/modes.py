@@ -27,11 +27,11 @@ neurons are OPM and that random neurons are called OPM at the rate α.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import norm
 
 from netdyn.rpd import NeuronRanks
 
@@ -61,7 +61,7 @@ def classify(
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     score = 1.0 - 2.0 * mean_rank_positions(ranks)
     z = null_z(ranks)
-    threshold = float(norm.isf(alpha))
+    threshold = NormalDist().inv_cdf(1.0 - alpha)
     opm = np.nan_to_num(z, nan=-np.inf) >= threshold
     opm &= score >= min_score
     return {

@@ -58,12 +58,16 @@ def training_fields(
             continue
         computed = activations.compute(model, x.to(next(model.parameters()).dtype))
         depth = sum(name.startswith("h") for name in computed)
-        yield step, model, {
-            "indices": rows,
-            "labels": y.cpu().numpy(),
-            "h": [computed[f"h{layer:02d}"] for layer in range(1, depth + 1)],
-            "x": [computed[f"x{layer:02d}"] for layer in range(1, depth + 1)],
-        }
+        yield (
+            step,
+            model,
+            {
+                "indices": rows,
+                "labels": y.cpu().numpy(),
+                "h": [computed[f"h{layer:02d}"] for layer in range(1, depth + 1)],
+                "x": [computed[f"x{layer:02d}"] for layer in range(1, depth + 1)],
+            },
+        )
 
 
 def analysis_samples(

@@ -73,9 +73,9 @@ def test_every_rule_that_runs_a_model_declares_a_gpu():
 
 # The claims each preset is designed to settle. mnist5k and Fashion-MNIST cannot settle what needs the full MNIST
 # (claims 1, 5's 60,000-image end); the CPU presets have no 23/32-layer nets (claim 9), and their single-seed
-# experiments (fig2, fig6) leave the claims on those runs to the paper preset.
+# experiments (fig2, fig6; fig8 in the quick preset, for its time budget) leave those claims to the larger presets.
 PRESET_CLAIMS = {
-    "config.yaml": {2, 3, 4, 7, 8, 10, 11},
+    "config.yaml": {2, 3, 4, 7, 10, 11},
     "presets/fashion.yaml": {2, 3, 4, 7, 8, 10, 11},
     "presets/paper.yaml": set(CLAIMS),
 }
