@@ -175,3 +175,34 @@ def test_auto_device_falls_back_to_cpu_with_a_warning(synthetic_h5, tmp_path):
     with pytest.warns(UserWarning, match="training on the CPU"):
         record = run(tiny_spec(device="auto", steps=2), synthetic_h5, tmp_path)
     assert record["status"] == "completed"
+
+
+def test_training_never_imports_torch_dynamo_and_matches_the_plain_optimizer_step(synthetic_h5, tmp_path):
+    """netdyn.train skips torch.optim's dynamo wrappers (seconds of start-up per job): same weights as step()."""
+    import subprocess
+    import sys
+
+    script = """
+import sys, torch
+from netdyn.train import make_optimizer, optimizer_step
+from netdyn.models import build
+from tests.conftest import tiny_spec
+spec = tiny_spec(optimizer="{{name}}")
+weights = []
+for plain in (False, True):
+    model = build(spec["model"], generator_seed=0)
+    optimizer = make_optimizer(model, spec["train"])
+    for step in range(3):
+        model(torch.ones(4, 784)).square().mean().backward()
+        optimizer.step() if plain else optimizer_step(optimizer)
+        optimizer.zero_grad()
+    weights.append(model[0].weight.detach().clone())
+    if not plain:
+        assert "torch._dynamo" not in sys.modules, "a training step imported torch._dynamo"
+assert torch.equal(weights[0], weights[1])
+"""
+    for name in ("adam", "adamw", "sgd"):
+        result = subprocess.run(
+            [sys.executable, "-c", script.replace("{{name}}", name)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
