@@ -178,6 +178,16 @@ def test_changing_one_runs_lr_reruns_only_that_run(tiny_workflow):
     assert planned_runs(output, "train") == {"deep/base"}
 
 
+def test_changing_a_figure_setting_redraws_that_figure_only(tiny_workflow):
+    config = yaml.safe_load(TINY.read_text())
+    config["figures"]["fig3"]["settings"] = {"depth": 2}
+    changed = tiny_workflow / "changed_figure.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    output = snakemake(tiny_workflow, "-n", "--cores", "1", config=changed).stdout
+    jobs = re.findall(r"^(?:local)?rule (\w+):", output, re.M)
+    assert set(jobs) - {"all"} == {"figure"} and jobs.count("figure") == 1 and "figure=fig3" in output
+
+
 def test_editing_the_training_code_reruns_every_training(tiny_workflow):
     source = tiny_workflow / "netdyn" / "train.py"
     original = source.read_text()
