@@ -166,14 +166,14 @@ def dump_run(
     steps: list[int],
     train_spec: dict[str, Any],
     samples: int | None,
-    test_samples: int | None,
     dtype: str = "float32",
     log=print,
 ) -> list[int]:
     """Dump every scheduled, non-diverged snapshot of a run; returns the steps dumped.
 
-    The analysis samples are a class-stratified subset of the run's own training set (``samples``) and of
-    the test split (``test_samples``), the same at every step.
+    The dump holds what its readers (the RPD and the class geometry) use: the training analysis samples, a
+    class-stratified subset of the run's own training set (``samples``), the same at every step. (The format allows
+    a ``test`` split too, see :func:`write`; no analysis reads one.)
     """
     from netdyn import data as datasets
     from netdyn import snapshots
@@ -182,17 +182,13 @@ def dump_run(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = datasets.load(data_path)
-    train_labels, test_labels = data.train_y.numpy(), data.test_y.numpy()
+    train_labels = data.train_y.numpy()
     train_rows = analysis_indices(train_labels, training_indices(train_labels, train_spec), samples)
-    test_rows = analysis_indices(test_labels, np.arange(len(test_labels)), test_samples)
     dumped = []
     for step, model in snapshots.iter_models(snapshot_dir, steps, log=log):
         model_dtype = next(model.parameters()).dtype
-        splits = {
-            "train": (train_rows, data.train_x[train_rows].to(model_dtype), data.train_y[train_rows]),
-            "test": (test_rows, data.test_x[test_rows].to(model_dtype), data.test_y[test_rows]),
-        }
+        splits = {"train": (train_rows, data.train_x[train_rows].to(model_dtype), data.train_y[train_rows])}
         write(out_dir / f"step{step:06d}.h5", model, splits, dtype=dtype, attrs={"run": run, "step": step})
         dumped.append(step)
-        log(f"step {step}: dumped {len(train_rows)} train and {len(test_rows)} test samples")
+        log(f"step {step}: dumped {len(train_rows)} training samples")
     return dumped

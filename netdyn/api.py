@@ -117,7 +117,6 @@ def run_all(spec: Mapping[str, Any], dataset: Mapping[str, Any], root: Path, *, 
             steps=dump_steps(spec),
             train_spec=spec["train"],
             samples=settings["samples"],
-            test_samples=settings["test_samples"],
             log=log,
         )
     tables: dict[str, Any] = {name: pd.DataFrame() for name in ("rpd", "neurons", "basins", "geometry", "projection")}

@@ -393,7 +393,7 @@ def dump_bytes(run: Mapping[str, Any], dtype: str, dumps: Mapping[str, Any] | No
     model = run["model"]
     widths = model["widths"] if model.get("widths") is not None else [model["width"]] * model["depth"]
     n_train = run["train"]["n_train"] or KNOWN_TRAIN_SIZES.get(run["dataset"], 60000)
-    samples = min(analysis["samples"] or n_train, n_train) + (analysis["test_samples"] or 10000)
+    samples = min(analysis["samples"] or n_train, n_train)
     per_sample = 2 * sum(widths) + model["classes"]
     return len(steps) * samples * per_sample * (2 if dtype == "float16" else 4)
 
@@ -409,7 +409,7 @@ def check_dump_size(runs: Mapping[str, Mapping[str, Any]], dumps: Mapping[str, A
     if total > settings["max_gb"]:
         raise ConfigError(
             f"dumps.max_gb: the activation dumps would take about {total:.1f} GB (limit {settings['max_gb']:g} GB); "
-            "shrink them with dumps.dtype: float16, a smaller analysis.samples / test_samples, analysis.steps: final "
+            "shrink them with dumps.dtype: float16, a smaller analysis.samples, analysis.steps: final "
             "or final_step_only, or dumps.temporary: true (or raise dumps.max_gb)"
         )
     return total

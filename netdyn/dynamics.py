@@ -215,7 +215,10 @@ def bn_grokking(
 
     Keys: bn_grokked, bn_lag_steps, eval_onset_step, bntrain_onset_step, waiting_steps (how many logged steps the
     eval-mode test accuracy waited at chance while the train-mode train accuracy was past its half-way mark),
-    first_waiting_step, last_waiting_step, generalized.
+    first_waiting_step, last_waiting_step, generalized, and the checkpoints of Fig. 7's projections: before_step
+    (the last logged step before the eval-mode onset with the eval-mode test accuracy within ``margin`` of chance;
+    None when it never waited there) and after_step (the first logged step >= 2 x that onset after it; None without
+    a before_step).
     """
     columns = ("test_acc", "test_acc_bntrain", "train_acc_bntrain")
     frame = _clean(history, columns)
@@ -229,8 +232,11 @@ def bn_grokking(
     lag = eval_onset - bntrain_onset if eval_onset is not None and bntrain_onset is not None else None
     fitted = bn_train >= 0.5 * (chance + bn_train[-1])
     before_onset = steps < eval_onset if eval_onset is not None else np.zeros(len(steps), dtype=bool)
-    waiting = before_onset & (test <= chance + margin) & fitted
+    at_chance = before_onset & (test <= chance + margin)
+    waiting = at_chance & fitted
     generalized = bool(test[-1] >= chance + gain)
+    before = int(steps[at_chance][-1]) if at_chance.any() else None
+    after = checkpoint_after(steps, eval_onset, before) if before is not None else None
     return {
         "bn_grokked": bool(waiting.sum() >= min_waiting and generalized),
         "bn_lag_steps": lag,
@@ -240,6 +246,8 @@ def bn_grokking(
         "first_waiting_step": int(steps[waiting][0]) if waiting.any() else None,
         "last_waiting_step": int(steps[waiting][-1]) if waiting.any() else None,
         "generalized": generalized,
+        "before_step": before,
+        "after_step": after,
     }
 
 
@@ -365,8 +373,7 @@ def events(
     its history) is not analysed: the event fields are None. ``grokking_bntrain`` runs the grokking rule on the
     train-mode pair (§11.2) and ``bn_grokking`` the BatchNorm rule; both are None without the train-mode columns.
     ``summary`` holds the four flags of :func:`detect_events` (``grokked``, ``bn_grokked``, ``bn_lag_steps``,
-    ``double_descent``). ``bn_grokking`` also names ``before_step`` / ``after_step``: the last step of the
-    eval-mode wait and the first step ≥ 2·its onset (the checkpoints of Fig. 7's projections).
+    ``double_descent``).
     """
     run_info = dict(run_info or {})
     chance = 1.0 / n_classes if chance is None else float(chance)
@@ -395,17 +402,7 @@ def events(
         result["grokking_bntrain"] = grokking(
             history, **{**options, "test_column": "test_acc_bntrain", "train_column": train_column}
         )
-        reading = bn_grokking(history, **{"chance": chance, **dict(bn_grokking_options or {})})
-        if reading is not None:
-            frame = _clean(history, ("test_acc",))
-            steps = frame["step"].to_numpy(dtype=np.int64)
-            before = reading["last_waiting_step"]
-            if before is None:
-                before = int(steps[0])
-            onset = reading["eval_onset_step"]
-            reading["before_step"] = before
-            reading["after_step"] = checkpoint_after(steps, onset, before) if onset is not None else int(steps[-1])
-        result["bn_grokking"] = reading
+        result["bn_grokking"] = bn_grokking(history, **{"chance": chance, **dict(bn_grokking_options or {})})
     result["double_descent"] = double_descent(history, **dict(double_descent_options or {}))
     bn = result["bn_grokking"] or {}
     result["summary"] = {

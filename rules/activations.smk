@@ -17,7 +17,6 @@ rule dump_activations:
     params:
         steps=dump_steps,
         samples=analysis_setting("samples"),
-        test_samples=analysis_setting("test_samples"),
         train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
         dtype=DUMPS["dtype"],
     script:

@@ -75,7 +75,7 @@ def test_analyses_read_the_same_fields_from_a_dump_or_from_the_snapshots(synthet
     train_run(spec, synthetic_h5, snapshots, tmp_path / "history.csv", tmp_path / "run.json", log=lambda _: None)
     steps = spec["snapshots"]
     dump_run(snapshots, synthetic_h5, tmp_path / "dumps", run="t", steps=steps, train_spec=spec["train"],
-             samples=120, test_samples=50, log=lambda _: None)  # fmt: skip
+             samples=120, log=lambda _: None)  # fmt: skip
     quiet = {"data_path": synthetic_h5, "train_spec": spec["train"], "samples": 120, "log": lambda _: None}
     from_dump = rpd_tables("t", snapshots, tmp_path / "dumps", steps, **quiet)
     computed = rpd_tables("t", snapshots, None, steps, **quiet)

@@ -386,7 +386,7 @@ def test_fig9_layers_turning_points_spread_and_loss(tmp_path):
         history = tables.history[tables.history["run"] == run]
         np.testing.assert_allclose(rows_of(plotted, panel, "test_loss")["y"], history["test_loss"])
     assert "DD yes" in axes[1].get_title(loc="right") and "DD no" in axes[0].get_title(loc="right")
-    assert "3/4 layers turn" in axes[1].get_title(loc="right")
+    assert "(3/4 turn)" in axes[1].get_title(loc="right")
     # The OPM fractions of each run sit in the panel below its G panel.
     for panel, run in (("c", "deep/d02"), ("d", "deep/d04dd")):
         fractions = tables.metrics[(tables.metrics["run"] == run) & (tables.metrics["metric"] == "opm_fraction")]

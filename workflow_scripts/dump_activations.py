@@ -12,6 +12,5 @@ with logged(snakemake.log[0]):
         steps=snakemake.params.steps,
         train_spec=snakemake.params.train_spec,
         samples=snakemake.params.samples,
-        test_samples=snakemake.params.test_samples,
         dtype=snakemake.params.dtype,
     )

@@ -99,6 +99,8 @@ def panel_b(
     frames += gradient_inset(ax, scalar, run, gaps)
     plotted = plotted_table(frames)
     finish(ax, gaps, len(plotted) > 0, "no deep run")
+    if ax.get_legend() is not None:
+        ax.legend(frameon=False, loc="lower left")  # the insets take the right of the panel
     return plotted
 
 

@@ -59,7 +59,7 @@ def title(row: pd.Series, tables: RunTables, turning: dict | None) -> str:
         f"t* spread {spread:.2f}" if spread is not None else "t* spread ?",
     ]
     if turning:
-        parts.append(f"{turning['n_layers']}/{turning['n_analysed']} layers turn")
+        parts[-1] += f" ({turning['n_layers']}/{turning['n_analysed']} turn)"
     return ", ".join(parts)
 
 
@@ -69,7 +69,7 @@ def gradient_panel(ax: plt.Axes, tables: RunTables, row: pd.Series, panel: str) 
     step_axis(ax)
     ax.set_ylabel("RPD gradient $G_m$")
     if (why := divergence(tables, run)) is not None:
-        ax.set_title(title(row, tables, None), loc="right")
+        ax.set_title(title(row, tables, None), loc="right", fontsize=6.5)
         note(ax, why)
         return []
     gradients = run_rows(tables.metrics, run, metric="rpd_gradient")
@@ -125,7 +125,7 @@ def gradient_panel(ax: plt.Axes, tables: RunTables, row: pd.Series, panel: str) 
         bar.set_label("hidden layer m", fontsize=6, labelpad=1)
         bar.ax.tick_params(labelsize=6, length=2, pad=1)
         bar.ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(title(row, tables, turning), loc="right")
+    ax.set_title(title(row, tables, turning), loc="right", fontsize=6.5)
     loss_axis = ax.twinx()
     loss_axis.spines["right"].set_visible(True)
     history = run_rows(tables.history, run)
@@ -195,6 +195,7 @@ def draw(tables: RunTables) -> tuple[plt.Figure, pd.DataFrame]:
         pair = ((axes[g_at], "abcdefgh"[g_at]), (axes[g_at + 2], "abcdefgh"[g_at + 2]))
         if index >= len(runs):
             for ax, _ in pair:
+                ax.set_axis_off()
                 note(ax, "no run with role 'depth'" if runs.empty else "no further depth run")
             continue
         row = runs.iloc[index]
