@@ -173,7 +173,9 @@ def run_all(spec: Mapping[str, Any], dataset: Mapping[str, Any], root: Path, *, 
             run,
             snapshots,
             data_path,
-            steps_of["projection"],
+            pipeline.projection_steps(
+                folder / "history.csv", folder / "run.json", steps_of["projection"], settings["projection_steps"]
+            ),
             spec["train"],
             digits=settings["projection_digits"],
             per_digit=settings["projection_per_digit"],

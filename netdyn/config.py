@@ -11,6 +11,7 @@ outputs.
 from __future__ import annotations
 
 import copy
+import functools
 import gzip
 import itertools
 import math
@@ -19,7 +20,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import numpy as np
 import yaml
 
@@ -77,6 +77,7 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
     "geometry_first": 100,
     "projection_digits": [0, 1, 5],
     "projection_per_digit": 500,
+    "projection_steps": "checkpoints",
     "seed": 0,
 }
 DUMP_DEFAULTS: dict[str, Any] = {"dtype": "float32", "temporary": False, "max_gb": 50.0, "always": False}
@@ -136,18 +137,26 @@ def _dotted(path: Any) -> str:
     return text or "(top level)"
 
 
-# JSON Schema counts 3.0 as an integer; a depth or a batch size must be a true integer in Python.
-STRICT_VALIDATOR = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
-        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
-    ),
-)
+@functools.cache
+def strict_validator() -> type:
+    """Draft 2020-12 where 3.0 is no integer: a depth or a batch size must be a true integer in Python. Built on first
+    use: every analysis job imports this module (for the model defaults) and never validates, and building it is a
+    quarter of a second of start-up."""
+    import jsonschema
+
+    return jsonschema.validators.extend(
+        jsonschema.Draft202012Validator,
+        type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+            "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)
+        ),
+    )
 
 
 def validate(config: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
     """Check ``config`` against the JSON schema; raise ConfigError naming the first bad key path."""
-    validator = STRICT_VALIDATOR(schema)
+    import jsonschema
+
+    validator = strict_validator()(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (list(e.absolute_path), e.message))
     if not errors:
         return

@@ -414,6 +414,17 @@ def events(
     return result
 
 
+def checkpoint_steps(history: pd.DataFrame, n_classes: int = 10) -> list[int]:
+    """The before/after checkpoints of the grokking and BatchNorm-grokking readings (the steps Figs. 6-8 project at)
+    and the final step, sorted: what ``events`` would report for this history, without writing it."""
+    found = events(history, n_classes=n_classes)
+    steps = {int(history["step"].max())} if len(history) else set()
+    for key in ("grokking", "grokking_bntrain", "bn_grokking"):
+        reading = found.get(key) or {}
+        steps |= {int(reading[name]) for name in ("before_step", "after_step") if reading.get(name) is not None}
+    return sorted(steps)
+
+
 def detect_events(
     history: pd.DataFrame,
     n_classes: int = 10,

@@ -9,6 +9,7 @@ divergence markers, which appear as gaps), calls the pure analysis functions of 
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -173,7 +174,8 @@ def projection_table(
     per_digit: int = 500,
     log=print,
 ) -> pd.DataFrame:
-    """2-D SVD-bottleneck coordinates (methods.md §10) of the first ``per_digit`` samples of each digit.
+    """2-D SVD-bottleneck coordinates (methods.md §10) of the first ``per_digit`` samples of each digit at ``steps``
+    (the workflow passes the run's checkpoints, :func:`projection_steps`).
 
     Training samples come from the run's own training set, test samples from the test split. Models with
     BatchNorm are projected twice: ``bn_mode`` eval (running statistics) and train (each shuffled mini-batch
@@ -227,6 +229,24 @@ def projection_table(
 
 
 NEURON_COLUMNS = ["run", "step", "layer", "neuron", "score", "z", "opm"]
+
+
+def projection_steps(
+    history_path: str | os.PathLike, run_json_path: str | os.PathLike, steps: Sequence[int], which: str
+) -> list[int]:
+    """The steps to project: all analysed ``steps`` (``which`` = "analysed"), or only those of them that the figures
+    draw (``which`` = "checkpoints"): the before/after checkpoints of the run's grokking readings, read off its
+    history with the same detector and chance level as ``collect`` (netdyn.dynamics, the run record's classes), and
+    the final step."""
+    if which == "analysed":
+        return sorted(steps)
+    from netdyn.dynamics import checkpoint_steps
+
+    classes = json.loads(Path(run_json_path).read_text())["spec"]["model"]["classes"]
+    wanted = set(checkpoint_steps(pd.read_csv(history_path), classes))
+    return sorted(set(steps) & wanted)
+
+
 RPD_METRICS = {
     "G": "rpd_gradient",
     "G_half": "rpd_gradient_half",

@@ -151,11 +151,14 @@ rule analyse_basins:
 rule analyse_projection:
     input:
         snapshots="results/runs/{run}/snapshots",
+        history="results/runs/{run}/history.csv",
+        run_json="results/runs/{run}/run.json",
         data=run_dataset,
         code=library(
             "projection",
             "pipeline",
             "metrics",
+            "dynamics",
             "snapshots",
             "samples",
             "evaluate",
@@ -174,6 +177,7 @@ rule analyse_projection:
         gpu=1,
     params:
         steps=analysis_steps("projection"),
+        which=analysis_setting("projection_steps"),
         train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
         digits=analysis_setting("projection_digits"),
         per_digit=analysis_setting("projection_per_digit"),

@@ -3,6 +3,10 @@ import os
 import re
 import sys
 
+# torch looks for out-of-tree device backends (entry points) at every import: about 1 s of each job's start-up here,
+# for backends netdyn never uses (it runs on the CPU or CUDA). Jobs inherit the setting; an exported value wins.
+os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
+
 from netdyn.config import (
     ConfigError,
     check_dump_size,

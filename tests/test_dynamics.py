@@ -383,3 +383,14 @@ def test_detect_events_is_public_api() -> None:
     import netdyn
 
     assert netdyn.detect_events is detect_events
+
+
+def test_checkpoint_steps_are_the_events_before_after_and_final_steps() -> None:
+    from netdyn.dynamics import checkpoint_steps
+
+    frame = bn_history(45, 10)
+    found = events(frame)
+    expected = {int(frame["step"].max())}
+    for key in ("grokking", "grokking_bntrain", "bn_grokking"):
+        expected |= {found[key]["before_step"], found[key]["after_step"]} - {None}
+    assert checkpoint_steps(frame) == sorted(expected) and len(expected) >= 3

@@ -119,6 +119,11 @@ def test_every_analysis_table_is_produced_for_every_analysed_step(tiny_workflow)
     assert set(basins["space"]) == {"input", "weight", "input_tracked"}
     projection = pd.read_csv(run / "projection.csv")
     assert set(projection["bn_mode"]) == {"eval", "train"} and set(projection["label"]) == {0, 1, 5}
+    # Only the checkpoints the figures draw are projected (analysis.projection_steps: checkpoints).
+    from netdyn.dynamics import checkpoint_steps
+
+    history = pd.read_csv(run / "history.csv")
+    assert sorted(set(projection["step"])) == checkpoint_steps(history) and len(set(projection["step"])) < len(steps)
     events = json.loads((run / "events.json").read_text())
     assert events["status"] == "ok" and events["grokking"]["after_step"] in steps
     assert len(list((run / "activations").glob("step*.h5"))) == len(steps)
