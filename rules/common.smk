@@ -57,12 +57,19 @@ def run_training_spec(wildcards):
     return training_spec(RUNS[wildcards.run])
 
 
+def key_sorted(value):
+    """``value`` with every dict's keys sorted: reordering keys in a YAML file must not look like a changed param."""
+    if isinstance(value, dict):
+        return {key: key_sorted(value[key]) for key in sorted(value)}
+    return [key_sorted(item) for item in value] if isinstance(value, list) else value
+
+
 def analysis_setting(*keys):
     """A params function giving a run's analysis settings ``keys`` (one value, or a dict of several)."""
 
     def get(wildcards):
         settings = RUNS[wildcards.run]["analysis"]
-        return (
+        return key_sorted(
             settings[keys[0]]
             if len(keys) == 1
             else {key: settings[key] for key in keys}

@@ -56,9 +56,9 @@ rule figure:
         "../envs/netdyn.yaml"
     params:
         roles=lambda wildcards: figure_roles(wildcards.figure),
-        settings=lambda wildcards: figure_settings(config, wildcards.figure),
+        settings=lambda wildcards: key_sorted(figure_settings(config, wildcards.figure)),
         caption=lambda wildcards: caption_text(wildcards.figure),
-        experiments=lambda wildcards: figure_experiments(wildcards.figure),
+        experiments=lambda wildcards: key_sorted(figure_experiments(wildcards.figure)),
     script:
         "../workflow_scripts/figure.py"
 

@@ -187,7 +187,7 @@ def test_changing_a_figure_setting_redraws_that_figure_only(tiny_workflow):
     config = yaml.safe_load(TINY.read_text())
     config["figures"]["fig3"]["settings"] = {"depth": 2}
     changed = tiny_workflow / "changed_figure.yaml"
-    changed.write_text(yaml.safe_dump(config))
+    changed.write_text(yaml.safe_dump(config))  # sorted keys: key order must not count as a change either
     output = snakemake(tiny_workflow, "-n", "--cores", "1", config=changed).stdout
     jobs = re.findall(r"^(?:local)?rule (\w+):", output, re.M)
     assert set(jobs) - {"all"} == {"figure"} and jobs.count("figure") == 1 and "figure=fig3" in output
