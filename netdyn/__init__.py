@@ -15,7 +15,7 @@ def __getattr__(name: str):
 
         return analyze
     if name == "detect_events":
-        from netdyn.dynamics import detect_events
+        from netdyn.events import detect_events
 
         return detect_events
     if name == "load_snapshot":

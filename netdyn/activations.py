@@ -157,6 +157,11 @@ def read(path: str | os.PathLike, split: str = "train") -> dict[str, Any]:
     return result
 
 
+def dump_name(step: int) -> str:
+    """The file name of a step's activation dump in a run's ``activations`` folder."""
+    return f"step{step:06d}.h5"
+
+
 def dump_run(
     snapshot_dir: str | os.PathLike,
     data_path: str | os.PathLike,
@@ -177,18 +182,17 @@ def dump_run(
     """
     from netdyn import data as datasets
     from netdyn import snapshots
-    from netdyn.samples import analysis_indices, training_indices
+    from netdyn.samples import analysis_rows
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = datasets.load(data_path)
-    train_labels = data.train_y.numpy()
-    train_rows = analysis_indices(train_labels, training_indices(train_labels, train_spec), samples)
+    train_rows = analysis_rows(data, train_spec, samples)
     dumped = []
     for step, model in snapshots.iter_models(snapshot_dir, steps, log=log):
         model_dtype = next(model.parameters()).dtype
         splits = {"train": (train_rows, data.train_x[train_rows].to(model_dtype), data.train_y[train_rows])}
-        write(out_dir / f"step{step:06d}.h5", model, splits, dtype=dtype, attrs={"run": run, "step": step})
+        write(out_dir / dump_name(step), model, splits, dtype=dtype, attrs={"run": run, "step": step})
         dumped.append(step)
         log(f"step {step}: dumped {len(train_rows)} training samples")
     return dumped

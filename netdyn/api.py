@@ -18,12 +18,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from netdyn import pipeline
 from netdyn.activations import dump_run
-from netdyn.config import ANALYSES, dump_steps, load_config, writes_dumps
+from netdyn.config import dump_steps, external_config, load_config, writes_dumps
 from netdyn.data import prepare
 from netdyn.external import import_run
 from netdyn.metrics import collect
+from netdyn.stages import ANALYSES, RUN_TABLES, STAGES, Sources, runner
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 
@@ -78,20 +78,16 @@ def analyze(
         raise ValueError(f"analyses: unknown {unknown}; choose from {list(ANALYSES)}")
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(workdir) if workdir is not None else Path(scratch)
-        external = {"runs": {"base": _save_models(models, root / "checkpoints")}}
-        if model_yaml:
-            external["model_yaml"] = str(model_yaml)
-        config = {
-            "datasets": {"api": _dataset_definition(data, root)},
-            "experiments": {
-                "api": {
-                    "dataset": "api",
-                    "external": external,
-                    "train": dict(train or {}),
-                    "analysis": {**(analysis or {}), "run": list(analyses)},
-                }
-            },
-        }
+        config = external_config(
+            "api",
+            "base",
+            _dataset_definition(data, root),
+            _save_models(models, root / "checkpoints"),
+            list(analyses),
+            model_yaml=model_yaml,
+            train=train,
+            analysis=analysis,
+        )
         spec = load_config(config, SCHEMA)["api/base"]
         return run_all(spec, config["datasets"]["api"], root, log=log)
 
@@ -119,80 +115,24 @@ def run_all(spec: Mapping[str, Any], dataset: Mapping[str, Any], root: Path, *, 
             samples=settings["samples"],
             log=log,
         )
-    tables: dict[str, Any] = {name: pd.DataFrame() for name in ("rpd", "neurons", "basins", "geometry", "projection")}
+    tables: dict[str, Any] = {name: pd.DataFrame() for name in RUN_TABLES}
     parts = []
-    if "rpd" in requested:
-        tables["rpd"], tables["neurons"], part = pipeline.rpd_tables(
-            run,
-            snapshots,
-            dumps,
-            steps_of["rpd"],
-            data_path=data_path,
+    for name in STAGES:  # registry order: every requested stage, as its rule runs it
+        if name not in requested:
+            continue
+        sources = Sources(
+            snapshots=snapshots,
+            data=data_path,
             train_spec=spec["train"],
-            samples=settings["samples"],
-            bins=settings["rpd_bins"],
-            opm_alpha=settings["opm_alpha"],
-            opm_min_score=settings["opm_min_score"],
-            log=log,
+            activations=dumps if STAGES[name].reads_fields else None,
+            history=folder / "history.csv",
+            run_json=folder / "run.json",
         )
-        parts.append(part)
-    if "pruning" in requested:
-        parts.append(
-            pipeline.pruning_tables(
-                run,
-                snapshots,
-                data_path,
-                steps_of["pruning"],
-                spec["train"],
-                lp_train_samples=settings["lp_train_samples"],
-                test_samples=settings["test_samples"],
-                log=log,
-            )
-        )
-    if "basins" in requested:
-        tables["basins"], part = pipeline.basin_tables(
-            run, snapshots, data_path, steps_of["basins"], spec["train"], settings, log=log
-        )
-        parts.append(part)
-    if "geometry" in requested:
-        tables["geometry"], part = pipeline.geometry_tables(
-            run,
-            snapshots,
-            dumps,
-            data_path,
-            steps_of["geometry"],
-            train_spec=spec["train"],
-            samples=settings["samples"],
-            digit=settings["geometry_digit"],
-            first=settings["geometry_first"],
-            log=log,
-        )
-        parts.append(part)
-    if "projection" in requested:
-        tables["projection"] = pipeline.projection_table(
-            run,
-            snapshots,
-            data_path,
-            pipeline.projection_steps(
-                folder / "history.csv", folder / "run.json", steps_of["projection"], settings["projection_steps"]
-            ),
-            spec["train"],
-            digits=settings["projection_digits"],
-            per_digit=settings["projection_per_digit"],
-            log=log,
-        )
-    if "bn_modes" in requested:
-        parts.append(
-            pipeline.bn_mode_table(
-                run,
-                snapshots,
-                data_path,
-                steps_of["bn_modes"],
-                spec["train"],
-                test_samples=settings["test_samples"],
-                log=log,
-            )
-        )
+        settings_of_stage = {key: settings[key] for key in STAGES[name].settings}
+        produced = runner(name)(run, sources, steps_of[name], settings_of_stage, log=log)
+        if "metrics" in produced:
+            parts.append(produced.pop("metrics"))
+        tables.update(produced)
     part_files = []
     for index, part in enumerate(parts):
         path = folder / "parts" / f"part{index}.csv"

@@ -29,21 +29,29 @@ through one matmul / ``baddbmm`` per layer, in chunks whose activations and pert
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from netdyn.config import ANALYSIS_DEFAULTS
 from netdyn.evaluate import eval_mode
 from netdyn.layers import Block, blocks
 
-INPUT_AMPLITUDES: tuple[float, ...] = tuple(np.logspace(-5, 2, 71).tolist())  # methods.md U10
-WEIGHT_AMPLITUDES: tuple[float, ...] = tuple(np.logspace(-4, 1, 51).tolist())  # methods.md U11
-INPUT_REPEATS = 3  # U10
-WEIGHT_DRAWS = 5  # U11
-BASIN_FRACTION = 0.5  # methods.md §7: 50% of the noise-free accuracy [PAPER]
-FIXED_INPUT_AMPLITUDES: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # Fig. 6(a) dashed lines, §7
+
+def amplitude_grid(spec: Mapping[str, float]) -> np.ndarray:
+    """The log-spaced amplitudes of a grid setting ``{start, stop, num}`` (powers of ten, docs/config.md)."""
+    return np.logspace(spec["start"], spec["stop"], int(spec["num"]))
+
+
+# The defaults are the config's (netdyn.config.ANALYSIS_DEFAULTS, methods.md §16 U10-U12), stated once there.
+INPUT_AMPLITUDES: tuple[float, ...] = tuple(amplitude_grid(ANALYSIS_DEFAULTS["input_amplitudes"]).tolist())
+WEIGHT_AMPLITUDES: tuple[float, ...] = tuple(amplitude_grid(ANALYSIS_DEFAULTS["weight_amplitudes"]).tolist())
+INPUT_REPEATS: int = ANALYSIS_DEFAULTS["input_repeats"]
+WEIGHT_DRAWS: int = ANALYSIS_DEFAULTS["weight_draws"]
+BASIN_FRACTION: float = ANALYSIS_DEFAULTS["basin_fraction"]  # methods.md §7: 50% of the clean accuracy [PAPER]
+FIXED_INPUT_AMPLITUDES: tuple[float, ...] = tuple(ANALYSIS_DEFAULTS["tracked_input_amplitudes"])  # Fig. 6(a), §7
 # Default cap on the elements of one activation / stacked-weight buffer. On the CPU the matmuls are compute-bound
 # already at a few copies and cache-sized buffers measured fastest (2**19 floats = 2 MiB; ~10% faster than 2**23
 # on a 8x256 net); on a GPU larger batches keep it busy (2**26 floats = 256 MiB).

@@ -1,7 +1,7 @@
 """Claims scorecard: a verdict on each claim of methods.md §14 (and two central ones it leaves implicit), computed
-from the run tables, with an interval that says how far the verdict can be trusted (docs/methods.md §3).
+from the run tables, with an interval that says how far the verdict can be trusted (docs/methods.md §21).
 
-For each claim this module measures one quantity per part from the collected tables (``netdyn.collection.RunTables``,
+For each claim this module measures one quantity per part from the collected tables (``netdyn.tables.RunTables``,
 one per experiment role), compares it with a criterion fixed in advance (report/claims.md, built from the constants
 below) and returns a verdict: ``reproduced``, ``not reproduced`` or ``inconclusive``. A claim that fails to reproduce
 with a correct implementation is a finding, not a bug.
@@ -38,16 +38,15 @@ dataset name or of the single source). ``evaluate(tables_by_role, context)`` ret
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from netdyn.collection import RunTables
 from netdyn.config import KNOWN_TRAIN_SIZES
-from netdyn.dynamics import turning_point_spread
+from netdyn.events import turning_point_spread
+from netdyn.tables import RunTables, final_steps, final_values, live_runs, scalars
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 PAPER, REDUCED = "paper", "reduced"
@@ -244,7 +243,7 @@ CLAIMS: dict[int, Claim] = {
         f"double descent at {DD_DEPTH} layers (synchronous G_m turning points), none at {NO_DD_DEPTH}",
         ("depth",),
         "events double_descent flags, and the spread (std of log10 t*_m across the hidden layers whose G_m turns, "
-        f"netdyn.dynamics.turning_point_spread) of rpd_gradient for the {DD_DEPTH}- and {NO_DD_DEPTH}-layer runs; "
+        f"netdyn.events.turning_point_spread) of rpd_gradient for the {DD_DEPTH}- and {NO_DD_DEPTH}-layer runs; "
         f"{INTERVAL}",
         f"(a1) fraction of {DD_DEPTH}-layer seeds with double descent >= {MAJORITY}; (a2) fraction of "
         f"{NO_DD_DEPTH}-layer seeds with it < {MAJORITY}; (b) spread({DD_DEPTH}) - {SPREAD_RATIO} * "
@@ -305,20 +304,9 @@ def _role_tables(tables_by_role: Mapping[str, RunTables], role: str) -> RunTable
 
 
 def _ok_runs(tables: RunTables) -> tuple[pd.DataFrame, list[str]]:
-    """Runs that did not diverge, and the ids of those that did."""
-    runs = tables.runs
-    bad = runs["status"].eq("diverged") if "status" in runs.columns else pd.Series(False, index=runs.index)
-    bad |= runs["run"].map(lambda run: (tables.events.get(run) or {}).get("status") == "diverged")
-    return runs[~bad].copy(), sorted(runs.loc[bad, "run"])
-
-
-def _final_steps(tables: RunTables) -> pd.Series:
-    """run -> final step (history if present, else metrics)."""
-    steps = pd.Series(dtype=float)
-    for frame in (tables.metrics, tables.history):
-        if frame is not None and not frame.empty and "step" in frame.columns:
-            steps = frame.groupby("run")["step"].max().combine_first(steps)
-    return steps
+    """Runs that did not diverge, and the ids of those that did (netdyn.tables.live_runs)."""
+    live = live_runs(tables.runs)
+    return live.copy(), sorted(set(tables.runs["run"]) - set(live["run"])) if "run" in tables.runs.columns else []
 
 
 def _layer_rows(frame: pd.DataFrame, metric: str, layer: int | None) -> pd.DataFrame:
@@ -327,33 +315,21 @@ def _layer_rows(frame: pd.DataFrame, metric: str, layer: int | None) -> pd.DataF
     return rows[layers.isna()] if layer is None else rows[layers == layer]
 
 
-def _bounded(value: Any, note: Any) -> float:
-    """A value, or the bound written in a basin note (``beyond_grid: > 100``); NaN when neither exists."""
+def _bounded(value: Any, bound: Any, bound_value: Any) -> float:
+    """A value, or the grid's bound of a missing one (a basin beyond the amplitude grid); NaN when neither exists."""
     value = pd.to_numeric(value, errors="coerce")
     if pd.notna(value):
         return float(value)
-    match = re.search(r"[<>]\s*([-+0-9.eE]+)", str(note)) if isinstance(note, str) else None
-    return float(match.group(1)) if match else math.nan
+    return float(bound_value) if bound in ("lower", "upper") and pd.notna(bound_value) else math.nan
+
+
+def _final_steps(tables: RunTables) -> dict[str, int]:
+    return final_steps(scalars(tables))
 
 
 def _final_values(tables: RunTables, metric: str, layer: int | None = None) -> pd.DataFrame:
-    """Columns run, value, note: each run's ``metric`` at its final step (history fills in network metrics)."""
-    final = _final_steps(tables)
-    out = pd.DataFrame(columns=["run", "value", "note"])
-    metrics = tables.metrics
-    if metrics is not None and not metrics.empty and "metric" in metrics.columns:
-        rows = _layer_rows(metrics, metric, layer)
-        rows = rows[rows["step"] == rows["run"].map(final)]
-        note = rows["note"] if "note" in rows.columns else pd.Series(np.nan, rows.index)
-        out = pd.DataFrame({"run": rows["run"], "value": pd.to_numeric(rows["value"], errors="coerce"), "note": note})
-        out = out.drop_duplicates("run", keep="last")
-    history = tables.history
-    if layer is None and history is not None and not history.empty and metric in history.columns:
-        rows = history[history["step"] == history["run"].map(final)]
-        rows = rows[~rows["run"].isin(out.loc[out["value"].notna(), "run"])]
-        extra = pd.DataFrame({"run": rows["run"], "value": pd.to_numeric(rows[metric], errors="coerce"), "note": None})
-        out = pd.concat([out[~out["run"].isin(extra["run"])], extra], ignore_index=True)
-    return out.reset_index(drop=True)
+    """Each run's ``metric`` at its final step (netdyn.tables.final_values: history fills in network metrics)."""
+    return final_values(scalars(tables), metric, layer)
 
 
 def _spec(runs: pd.DataFrame, column: str) -> pd.Series:
@@ -368,7 +344,9 @@ def _grid(
     values = _final_values(tables, metric, layer)
     if basin:
         values = values[~values["note"].astype(str).str.startswith("degenerate")]
-        values["value"] = [_bounded(v, n) for v, n in zip(values["value"], values["note"], strict=True)]
+        values["value"] = [
+            _bounded(v, b, bv) for v, b, bv in zip(values["value"], values["bound"], values["bound_value"], strict=True)
+        ]
     frame = pd.DataFrame({"run": runs["run"], "depth": _spec(runs, "model.depth"), "width": _spec(runs, "model.width")})
     frame = frame.merge(values[["run", "value"]], on="run").dropna()
     return _by_key(frame, ["depth", "width"]), diverged
@@ -794,23 +772,15 @@ def _log_bounds(tables: RunTables, run: str, step: int | None, final: bool = Fal
     rows = rows[(rows["run"] == run) & (rows["step"] == step)]
     if rows.empty:
         return (math.nan, math.nan)
-    value, note = pd.to_numeric(rows["value"].iloc[-1], errors="coerce"), str(rows["note"].iloc[-1])
+    row = rows.iloc[-1]
+    value = pd.to_numeric(row["value"], errors="coerce")
     if pd.notna(value) and value > 0:
         return (math.log10(value), math.log10(value))
-    bound = _bounded(value, note)
+    bound = _bounded(value, row.get("bound"), row.get("bound_value"))
     if not bound > 0:
         return (math.nan, math.nan)
     log = math.log10(bound)
-    return (
-        (log, math.inf)
-        if note.startswith("beyond")
-        else (-math.inf, log)
-        if note.startswith("below")
-        else (
-            math.nan,
-            math.nan,
-        )
-    )
+    return {"lower": (log, math.inf), "upper": (-math.inf, log)}.get(row.get("bound"), (math.nan, math.nan))
 
 
 def _bounded_decide(name: str, groups: dict, statistic: Callable, op: str, threshold: float, text: str) -> Part:
@@ -1271,8 +1241,8 @@ def design_check(runs_by_role: Mapping[str, pd.DataFrame], context: Mapping[str,
 def design_runs(config: Mapping[str, Any], runs: Mapping[str, Mapping[str, Any]]) -> dict[str, pd.DataFrame]:
     """``{role: runs table}`` of a config's runs as the scorecard will see them (spec columns, status completed), each
     run in the first role a figure gives it (as the workflow's claims rule does)."""
-    from netdyn.collection import flatten
     from netdyn.config import figure_roles
+    from netdyn.tables import flatten
 
     role_of: dict[str, str] = {}
     for figure in config.get("figures", {}):

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from netdyn.config import ANALYSES, ConfigError, load_config
+from netdyn.config import ConfigError, external_config, load_config
+from netdyn.stages import ANALYSES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,16 +31,18 @@ def build_config(args: argparse.Namespace) -> dict:
     location = args.snapshots if any(c in args.snapshots for c in "*?[") else str(Path(args.snapshots).resolve())
     if not os.path.isabs(location):
         location = str(Path.cwd() / location)
-    external = {"runs": {args.label: location}}
-    if args.model_yaml:
-        external["model_yaml"] = str(Path(args.model_yaml).resolve())
-    if args.step_pattern:
-        external["step_pattern"] = args.step_pattern
     settings = yaml.safe_load(Path(args.analysis).read_text()) if args.analysis else {}
-    experiment = {"dataset": "mine", "external": external, "analysis": {**settings, "run": args.analyses.split(",")}}
-    if args.loss:
-        experiment["train"] = {"loss": args.loss}
-    return {"datasets": {"mine": dataset}, "experiments": {"mine": experiment}}
+    return external_config(
+        "mine",
+        args.label,
+        dataset,
+        location,
+        args.analyses.split(","),
+        model_yaml=str(Path(args.model_yaml).resolve()) if args.model_yaml else None,
+        step_pattern=args.step_pattern,
+        train={"loss": args.loss} if args.loss else None,
+        analysis=settings,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from netdyn.checkpoints import ExternalRunError, checkpoint_files
+from netdyn.stages import ANALYSES, STAGES
+
 # The model section's defaults (netdyn.models.build); kept here so the workflow can read configs without torch.
 MODEL_DEFAULTS: dict[str, Any] = {
     "input_size": 784,
@@ -53,7 +56,6 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "dtype": "float32",
     "device": "auto",
 }
-ANALYSES = ("rpd", "pruning", "basins", "geometry", "projection", "bn_modes")
 # Proposed defaults of methods.md (U8, U10-U13, §7, §9, §10); docs/config.md lists each key.
 ANALYSIS_DEFAULTS: dict[str, Any] = {
     "run": list(ANALYSES),
@@ -81,7 +83,7 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
     "seed": 0,
 }
 DUMP_DEFAULTS: dict[str, Any] = {"dtype": "float32", "temporary": False, "max_gb": 50.0, "always": False}
-DUMP_ANALYSES = ("rpd", "geometry")  # the analyses that read a snapshot's fields and outputs
+DUMP_ANALYSES = tuple(name for name, stage in STAGES.items() if stage.reads_fields)  # they share dumps
 SNAPSHOT_DEFAULTS: dict[str, Any] = {"log": 20, "dense_until": 0}
 BUILTIN_DATASETS: dict[str, dict[str, Any]] = {
     name: {"source": name} for name in ("mnist5k", "mnist", "fashion_mnist", "kmnist")
@@ -307,8 +309,6 @@ def _external_runs(
     config: Mapping[str, Any], name: str, external: Mapping[str, Any], base: dict[str, Any], analysis: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
     """Runs of an ``external`` experiment: one per label, its snapshot steps read from the checkpoint names."""
-    from netdyn.external import ExternalRunError, checkpoint_files
-
     runs = {}
     where = f"experiments.{name}.external"
     for label, location in external["runs"].items():
@@ -462,3 +462,32 @@ def load_config(config: Mapping[str, Any], schema_path: str | Path) -> dict[str,
     runs = expand_runs(config, schema)
     check_dump_size(runs, config.get("dumps", {}))
     return runs
+
+
+def external_config(
+    name: str,
+    label: str,
+    dataset: Mapping[str, Any],
+    checkpoints: str,
+    analyses: list[str],
+    *,
+    model_yaml: str | None = None,
+    step_pattern: str | None = None,
+    train: Mapping[str, Any] | None = None,
+    analysis: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The config of one external experiment ``name`` with one run ``label`` (docs/external.md): what
+    ``netdyn analyze`` (the CLI) writes and ``netdyn.analyze`` (the API) runs."""
+    external: dict[str, Any] = {"runs": {label: checkpoints}}
+    if model_yaml:
+        external["model_yaml"] = str(model_yaml)
+    if step_pattern:
+        external["step_pattern"] = step_pattern
+    experiment: dict[str, Any] = {
+        "dataset": name,
+        "external": external,
+        "analysis": {**(analysis or {}), "run": list(analyses)},
+    }
+    if train:
+        experiment["train"] = dict(train)
+    return {"datasets": {name: dict(dataset)}, "experiments": {name: experiment}}

@@ -6,7 +6,7 @@ stratified), ``idx`` (a local folder with the four standard IDX files, plain or 
 the user's). Every file is read by the same strict IDX parser. Pixels are scaled to [0, 1] with no mean/std
 normalization (methods.md §2, U5), so noise amplitudes stay in pixel units.
 
-HDF5 layout (design.md "Files users read", docs/formats.md): ``/train/images`` uint8 [N, 28, 28],
+HDF5 layout (docs/formats.md): ``/train/images`` uint8 [N, 28, 28],
 ``/train/labels`` uint8 [N], the same under ``/test``; attributes ``source``, ``schema_version``, ``sha256``
 (JSON: file name -> digest of the raw file read), ``train_class_counts``, ``test_class_counts`` (JSON lists)
 and ``n_classes``.

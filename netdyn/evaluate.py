@@ -151,16 +151,6 @@ def weight_norm(model: nn.Module) -> float:
 
 
 # The measurements of one history row (docs/formats.md "history.csv"), in column order.
-SNAPSHOT_METRICS = (
-    "train_loss",
-    "train_acc",
-    "test_loss",
-    "test_acc",
-    "train_loss_bntrain",
-    "train_acc_bntrain",
-    "test_acc_bntrain",
-    "weight_norm",
-)
 
 
 def snapshot_metrics(

@@ -12,66 +12,28 @@ every later rule treats the run like any other.
 
 from __future__ import annotations
 
-import csv
-import glob
-import json
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 import yaml
 from torch import nn
 
 from netdyn import data as datasets
 from netdyn import snapshots
-from netdyn.atomic import write_text
+from netdyn.checkpoints import ExternalRunError, checkpoint_files  # noqa: F401 (part of this module's API)
 from netdyn.config import MODEL_DEFAULTS
 from netdyn.evaluate import snapshot_metrics
 from netdyn.layers import ACTIVATIONS, blocks
 from netdyn.models import build
+from netdyn.records import write_run
 from netdyn.samples import training_indices
-from netdyn.train import HISTORY_COLUMNS
 
 ACTIVATION_NAMES = {cls: name for name, cls in ACTIVATIONS.items()}
-
-
-class ExternalRunError(ValueError):
-    """A checkpoint file or its description cannot be used; the message names the file."""
-
-
-def checkpoint_files(location: str, *, step_pattern: str | None = None, steps_csv: str | None = None) -> dict[int, str]:
-    """``{step: file}`` for a glob or a folder of checkpoints (``*.pt``, ``*.pth``, ``*.ckpt``)."""
-    if os.path.isdir(location):
-        files = [str(p) for p in sorted(Path(location).iterdir()) if p.suffix in (".pt", ".pth", ".ckpt")]
-    else:
-        files = sorted(glob.glob(location))
-    if not files:
-        raise ExternalRunError(f"{location}: no checkpoint files found")
-    if steps_csv:
-        with open(steps_csv, newline="") as handle:
-            table = {os.path.basename(row["file"]): int(row["step"]) for row in csv.DictReader(handle)}
-        unknown = [f for f in files if os.path.basename(f) not in table]
-        if unknown:
-            raise ExternalRunError(f"{steps_csv}: no step for checkpoint {unknown[0]}")
-        steps = {table[os.path.basename(f)]: os.path.abspath(f) for f in files}
-    else:
-        pattern = re.compile(step_pattern or r"(\d+)(?!.*\d)")
-        steps = {}
-        for file in files:
-            match = pattern.search(os.path.basename(file))
-            if not match:
-                raise ExternalRunError(f"{file}: no step number in the file name (pattern {pattern.pattern!r})")
-            step = int(match.group(1))
-            if step in steps:
-                raise ExternalRunError(f"{file}: step {step} also belongs to {steps[step]}")
-            steps[step] = os.path.abspath(file)
-    return dict(sorted(steps.items()))
 
 
 def spec_from_model(model: nn.Module) -> dict[str, Any]:
@@ -193,20 +155,13 @@ def import_run(
             {"step": step, "spec": stored, "state_dict": model.state_dict(), "source": file, "history": history},
         )
         log(f"step {step}: imported {file} (test_acc={measured['test_acc']:.4f})")
-    write_text(history_path, pd.DataFrame(history, columns=HISTORY_COLUMNS).to_csv(index=False))
-    record = {
-        "run": spec["run"],
-        "status": "completed",
-        "diverged_at": None,
-        "spec": {**spec, "model": model_spec_found},
-        "seed": train_spec["seed"],
-        "resumed_from": None,
-        "n_train": len(rows),
-        "device": "cpu",
-        "versions": {"torch": torch.__version__},
-        "wall_time_s": time.time() - started,
-        "final": history[-1],
-        "imported": True,
-    }
-    write_text(run_json_path, json.dumps(record, indent=2, default=float))
-    return record
+    return write_run(
+        history_path,
+        run_json_path,
+        history,
+        {**spec, "model": model_spec_found},
+        started=started,
+        n_train=len(rows),
+        device="cpu",
+        imported=True,
+    )

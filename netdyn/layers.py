@@ -1,6 +1,6 @@
 """The layer convention every analysis shares: an MLP is a flat ``nn.Sequential``.
 
-Accepted shape (methods.md §1.1–§1.4, design.md "Layers and indices")::
+Accepted shape (methods.md §1.1–§1.4, docs/design.md "Layers and indices")::
 
     [Flatten] (Linear [BatchNorm1d] activation [Dropout]) * D  Linear
 

@@ -1,8 +1,9 @@
 """The long metrics table of a run, and ``collect``: a run's metrics.csv and events.json (methods.md §10, §11).
 
-Metric tables are long: ``run, step, metric, layer, value, note`` (``layer`` empty for network-level metrics,
-``note`` says why a value is missing, e.g. a basin beyond the amplitude grid). ``collect`` merges the training
-history and every analysis part of one run and detects its training events (netdyn.dynamics). Nothing here
+Metric tables are long: ``run, step, metric, layer, value, note, bound, bound_value`` (``layer`` empty for
+network-level metrics, ``note`` says why a value is missing, e.g. a basin beyond the amplitude grid, and ``bound``,
+``bound_value`` what the grid still says about it). ``collect`` merges the training
+history and every analysis part of one run and detects its training events (netdyn.events). Nothing here
 imports torch: the ``collect`` job, one per run, starts in well under a second.
 """
 
@@ -17,24 +18,35 @@ from typing import Any
 
 import pandas as pd
 
-from netdyn.dynamics import events
+from netdyn.events import events
+from netdyn.records import BN_TRAIN_METRICS, SNAPSHOT_METRICS
 
-METRIC_COLUMNS = ["run", "step", "metric", "layer", "value", "note"]
-HISTORY_METRICS = [
-    "train_loss",
-    "test_loss",
-    "train_acc",
-    "test_acc",
-    "train_loss_bntrain",
-    "train_acc_bntrain",
-    "test_acc_bntrain",
-    "weight_norm",
-]
-BN_TRAIN_METRICS = {"train_loss_bntrain", "train_acc_bntrain", "test_acc_bntrain"}
+METRIC_COLUMNS = ["run", "step", "metric", "layer", "value", "note", "bound", "bound_value"]
 
 
-def metric_row(run: str, step: int, metric: str, value: float, layer: int | None = None, note: str = "") -> dict:
-    return {"run": run, "step": step, "metric": metric, "layer": layer, "value": value, "note": note}
+def metric_row(
+    run: str,
+    step: int,
+    metric: str,
+    value: float,
+    layer: int | None = None,
+    note: str = "",
+    bound: str = "none",
+    bound_value: float = math.nan,
+) -> dict:
+    """One metric value; ``bound`` says whether a missing ``value`` is known to lie above ``bound_value``
+    (``lower``: the grid's top is a lower bound, e.g. a basin beyond the amplitude grid), below it (``upper``), or
+    neither (``none``)."""
+    return {
+        "run": run,
+        "step": step,
+        "metric": metric,
+        "layer": layer,
+        "value": value,
+        "note": note,
+        "bound": bound,
+        "bound_value": bound_value,
+    }
 
 
 def metric_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -52,7 +64,7 @@ def history_metrics(run: str, history: pd.DataFrame) -> list[dict]:
     """The history's measurements as metric rows (the train-mode ones only where BatchNorm gives them)."""
     rows = []
     for record in history.to_dict("records"):
-        for metric in HISTORY_METRICS:
+        for metric in SNAPSHOT_METRICS:
             value = record.get(metric, math.nan)
             if metric in BN_TRAIN_METRICS and (value is None or pd.isna(value)):
                 continue  # only models with BatchNorm have them (and histories written before they existed)
@@ -74,5 +86,6 @@ def collect(
     metrics = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else frames[0]
     metrics = metrics.sort_values(["step", "metric", "layer"], kind="stable", ignore_index=True)
     metrics["note"] = metrics["note"].fillna("")
+    metrics["bound"] = metrics["bound"].fillna("none")
     classes = record["spec"]["model"]["classes"]
     return metrics, events(history, record, chance=1.0 / classes)

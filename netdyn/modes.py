@@ -1,5 +1,5 @@
 """Neuron modes: each hidden neuron order-preserving (OPM) or not (NPM), from its own rank positions (docs/methods.md
-§1; the paper's §II, methods.md §6).
+§19; the paper's §II, methods.md §6).
 
 The RPD of a layer (netdyn.rpd) pools, over all its neurons, the normalized rank ρ of every sample ν within the
 column of its target class: ``ρ = 0`` when the neuron's contribution ``h_i A_{i, y_ν}`` to the sample's own class is

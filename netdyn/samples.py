@@ -9,11 +9,16 @@ on the same samples.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from netdyn.data import stratified_subset
+
+if TYPE_CHECKING:
+    import torch
+
+    from netdyn.data import Dataset
 
 ANALYSIS_SEED = 0
 
@@ -32,3 +37,24 @@ def analysis_indices(labels: np.ndarray, candidates: np.ndarray, size: int | Non
         return np.asarray(candidates)
     chosen = stratified_subset(labels[candidates], size, ANALYSIS_SEED)
     return np.asarray(candidates)[np.asarray(chosen)]
+
+
+def analysis_rows(
+    data: Dataset, train_spec: Mapping[str, Any], samples: int | None, split: str = "train"
+) -> np.ndarray:
+    """Rows of the analysis samples of ``split``: a class-stratified subset of at most ``samples`` of the run's own
+    training set (``train``) or of the test split (``test``), the same for every snapshot and every stage."""
+    if split == "train":
+        labels = data.train_y.cpu().numpy()
+        return analysis_indices(labels, training_indices(labels, train_spec), samples)
+    labels = data.test_y.cpu().numpy()
+    return analysis_indices(labels, np.arange(len(labels)), samples)
+
+
+def analysis_samples(
+    data: Dataset, train_spec: Mapping[str, Any], samples: int | None, split: str = "train"
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """Rows, inputs and labels of the analysis samples (:func:`analysis_rows`)."""
+    rows = analysis_rows(data, train_spec, samples, split)
+    x, y = (data.train_x, data.train_y) if split == "train" else (data.test_x, data.test_y)
+    return rows, x[rows], y[rows]

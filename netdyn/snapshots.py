@@ -1,4 +1,4 @@
-"""Snapshot files: one ``step{S:06d}.pt`` per scheduled training step (design.md "Files users read").
+"""Snapshot files: one ``step{S:06d}.pt`` per scheduled training step (docs/formats.md).
 
 A snapshot holds the state dict, the run's resolved spec, the optimizer and RNG states and the step, so
 training can resume from it bit for bit. A run that diverged before a scheduled step gets an explicit

@@ -1,4 +1,4 @@
-"""Train one MLP run with scheduled, resumable snapshots (design.md "The DAG", issue "Foundation" §4).
+"""Train one MLP run with scheduled, resumable snapshots (docs/design.md "The DAG", issue "Foundation" §4).
 
 The training split lives on the device as whole tensors and batches are index slices. Batch order depends
 only on the seed and the epoch, so a run killed at any point resumes from its last complete snapshot and
@@ -23,19 +23,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from netdyn import data as datasets
 from netdyn import snapshots
-from netdyn.atomic import write_text
-from netdyn.evaluate import SNAPSHOT_METRICS, loss_value, snapshot_metrics
+from netdyn.evaluate import loss_value, snapshot_metrics
 from netdyn.models import build
+from netdyn.records import write_run
 from netdyn.samples import training_indices
-
-HISTORY_COLUMNS = ["step", "epoch", *SNAPSHOT_METRICS, "wall_time"]
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -240,27 +237,19 @@ def train_run(
         else:
             os.link(cache / snapshots.snapshot_name(step), final)
 
-    frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
-    write_text(history_path, frame.to_csv(index=False))
     status = "diverged" if diverged_at is not None else "completed"
-    record_json = {
-        "run": spec["run"],
-        "status": status,
-        "diverged_at": diverged_at,
-        "spec": dict(spec),
-        "seed": seed,
-        "resumed_from": start if resumed is not None else None,
-        "n_train": n,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "cuda": torch.version.cuda,
-        },
-        "wall_time_s": time.time() - started,
-        "final": history[-1] if history else None,
-    }
-    write_text(run_json_path, json.dumps(record_json, indent=2, default=float))
+    record_json = write_run(
+        history_path,
+        run_json_path,
+        history,
+        spec,
+        started=started,
+        n_train=n,
+        device=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        status=status,
+        diverged_at=diverged_at,
+        resumed_from=start if resumed is not None else None,
+    )
     shutil.rmtree(cache, ignore_errors=True)
     last = history[-1] if history else {}
     log(

@@ -2,7 +2,7 @@ rule dump_activations:
     input:
         snapshots="results/runs/{run}/snapshots",
         data=run_dataset,
-        code=library("activations", "snapshots", "samples", "data", "layers", "models"),
+        code=code_inputs("dump_activations"),
     output:
         dump_directory(),
     log:

@@ -1,25 +1,13 @@
-# One job per run and analysis, covering every analysed snapshot of the run (design.md "The DAG").
+# One job per run and analysis stage, covering every analysed snapshot of the run (docs/design.md "The DAG").
+# Each rule is one entry of the stage registry (netdyn/stages/__init__.py): its inputs, settings and code come
+# from there; its outputs are named after the stage's tables (docs/adding-an-analysis.md).
 
 
 rule analyse_rpd:
     input:
-        unpack(activation_input),
-        snapshots="results/runs/{run}/snapshots",
-        data=run_dataset,
-        code=library(
-            "rpd",
-            "modes",
-            "pruning",
-            "pipeline",
-            "metrics",
-            "activations",
-            "snapshots",
-            "samples",
-            "data",
-            "layers",
-        ),
+        unpack(stage_inputs("rpd")),
     output:
-        curves="results/runs/{run}/rpd.csv",
+        rpd="results/runs/{run}/rpd.csv",
         neurons="results/runs/{run}/neurons.csv",
         metrics="results/runs/{run}/parts/rpd.csv",
     log:
@@ -31,33 +19,14 @@ rule analyse_rpd:
     resources:
         gpu=1,
     params:
-        steps=analysis_steps("rpd"),
-        train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
-        settings=lambda wildcards: {
-            "samples": RUNS[wildcards.run]["analysis"]["samples"],
-            "bins": RUNS[wildcards.run]["analysis"]["rpd_bins"],
-            "opm_alpha": RUNS[wildcards.run]["analysis"]["opm_alpha"],
-            "opm_min_score": RUNS[wildcards.run]["analysis"]["opm_min_score"],
-        },
+        **stage_params("rpd"),
     script:
-        "../workflow_scripts/analyse_rpd.py"
+        "../workflow_scripts/analyse.py"
 
 
 rule analyse_pruning:
     input:
-        snapshots="results/runs/{run}/snapshots",
-        data=run_dataset,
-        code=library(
-            "pruning",
-            "pipeline",
-            "metrics",
-            "activations",
-            "snapshots",
-            "samples",
-            "evaluate",
-            "layers",
-            "data",
-        ),
+        unpack(stage_inputs("pruning")),
     output:
         metrics="results/runs/{run}/parts/pruning.csv",
     log:
@@ -69,30 +38,16 @@ rule analyse_pruning:
     resources:
         gpu=1,
     params:
-        steps=analysis_steps("pruning"),
-        train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
-        settings=analysis_setting("lp_train_samples", "test_samples"),
+        **stage_params("pruning"),
     script:
-        "../workflow_scripts/analyse_pruning.py"
+        "../workflow_scripts/analyse.py"
 
 
 rule analyse_geometry:
     input:
-        unpack(activation_input),
-        snapshots="results/runs/{run}/snapshots",
-        data=run_dataset,
-        code=library(
-            "geometry",
-            "pipeline",
-            "metrics",
-            "activations",
-            "snapshots",
-            "samples",
-            "data",
-            "layers",
-        ),
+        unpack(stage_inputs("geometry")),
     output:
-        curves="results/runs/{run}/geometry.csv",
+        geometry="results/runs/{run}/geometry.csv",
         metrics="results/runs/{run}/parts/geometry.csv",
     log:
         "results/logs/analyse_geometry/{run}.log",
@@ -101,24 +56,16 @@ rule analyse_geometry:
     conda:
         "../envs/netdyn.yaml"
     params:
-        steps=analysis_steps("geometry"),
-        train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
-        samples=analysis_setting("samples"),
-        digit=analysis_setting("geometry_digit"),
-        first=analysis_setting("geometry_first"),
+        **stage_params("geometry"),
     script:
-        "../workflow_scripts/analyse_geometry.py"
+        "../workflow_scripts/analyse.py"
 
 
 rule analyse_basins:
     input:
-        snapshots="results/runs/{run}/snapshots",
-        data=run_dataset,
-        code=library(
-            "basins", "pipeline", "metrics", "snapshots", "samples", "data", "layers"
-        ),
+        unpack(stage_inputs("basins")),
     output:
-        curves="results/runs/{run}/basins.csv",
+        basins="results/runs/{run}/basins.csv",
         metrics="results/runs/{run}/parts/basins.csv",
     log:
         "results/logs/analyse_basins/{run}.log",
@@ -126,47 +73,19 @@ rule analyse_basins:
         "results/benchmarks/analyse_basins/{run}.tsv"
     conda:
         "../envs/netdyn.yaml"
-    threads: 1
     resources:
         gpu=1,
     params:
-        steps=analysis_steps("basins"),
-        train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
-        settings=analysis_setting(
-            "samples",
-            "input_amplitudes",
-            "weight_amplitudes",
-            "input_repeats",
-            "weight_draws",
-            "weight_noise",
-            "tracked_input_amplitudes",
-            "tracked_input_multiples",
-            "basin_fraction",
-            "seed",
-        ),
+        **stage_params("basins"),
     script:
-        "../workflow_scripts/analyse_basins.py"
+        "../workflow_scripts/analyse.py"
 
 
 rule analyse_projection:
     input:
-        snapshots="results/runs/{run}/snapshots",
-        history="results/runs/{run}/history.csv",
-        run_json="results/runs/{run}/run.json",
-        data=run_dataset,
-        code=library(
-            "projection",
-            "pipeline",
-            "metrics",
-            "dynamics",
-            "snapshots",
-            "samples",
-            "evaluate",
-            "data",
-            "layers",
-        ),
+        unpack(stage_inputs("projection")),
     output:
-        curves="results/runs/{run}/projection.csv",
+        projection="results/runs/{run}/projection.csv",
     log:
         "results/logs/analyse_projection/{run}.log",
     benchmark:
@@ -176,22 +95,14 @@ rule analyse_projection:
     resources:
         gpu=1,
     params:
-        steps=analysis_steps("projection"),
-        which=analysis_setting("projection_steps"),
-        train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
-        digits=analysis_setting("projection_digits"),
-        per_digit=analysis_setting("projection_per_digit"),
+        **stage_params("projection"),
     script:
-        "../workflow_scripts/analyse_projection.py"
+        "../workflow_scripts/analyse.py"
 
 
 rule analyse_bn_modes:
     input:
-        snapshots="results/runs/{run}/snapshots",
-        data=run_dataset,
-        code=library(
-            "evaluate", "pipeline", "metrics", "snapshots", "samples", "train", "data"
-        ),
+        unpack(stage_inputs("bn_modes")),
     output:
         metrics="results/runs/{run}/parts/bn_modes.csv",
     log:
@@ -203,11 +114,9 @@ rule analyse_bn_modes:
     resources:
         gpu=1,
     params:
-        steps=analysis_steps("bn_modes"),
-        train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
-        test_samples=analysis_setting("test_samples"),
+        **stage_params("bn_modes"),
     script:
-        "../workflow_scripts/analyse_bn_modes.py"
+        "../workflow_scripts/analyse.py"
 
 
 rule collect:
@@ -215,7 +124,7 @@ rule collect:
         history="results/runs/{run}/history.csv",
         run_json="results/runs/{run}/run.json",
         parts=metric_parts,
-        code=library("metrics", "dynamics"),
+        code=code_inputs("collect"),
     output:
         metrics="results/runs/{run}/metrics.csv",
         events="results/runs/{run}/events.json",

@@ -20,6 +20,8 @@ from netdyn.config import (
     training_spec,
     writes_dumps,
 )
+from netdyn.imports import code_inputs as closure_of
+from netdyn.stages import STAGES
 
 try:
     RUNS = load_config(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -47,10 +49,12 @@ def dump_directory():
     return temp(folder) if DUMPS["temporary"] else folder
 
 
-def library(*modules):
-    """Library modules as input files, so that editing one module reruns exactly the jobs using it."""
-    root = os.path.relpath(os.path.join(workflow.basedir, "netdyn"))
-    return [os.path.join(root, f"{module}.py") for module in modules]
+def code_inputs(script, *modules):
+    """The netdyn files workflow script ``script`` can import (netdyn.imports), with those of ``modules`` (dotted
+    names it imports dynamically): editing any of them reruns exactly the jobs that can run it.
+    """
+    path = os.path.join(workflow.basedir, "workflow_scripts", f"{script}.py")
+    return closure_of(path, workflow.basedir, *modules)
 
 
 def run_training_spec(wildcards):
@@ -96,26 +100,63 @@ def activation_input(wildcards):
     return {}
 
 
-CURVE_TABLES = {
-    "rpd": "rpd",
-    "basins": "basins",
-    "geometry": "geometry",
-    "projection": "projection",
-}
-METRIC_PARTS = {"rpd", "pruning", "basins", "geometry", "bn_modes"}
-
-
 def run_dataset(wildcards):
     return f"results/data/{RUNS[wildcards.run]['dataset']}.h5"
 
 
+def stage_inputs(name):
+    """An input function for stage ``name``'s rule: the run's snapshots and dataset, its activation dumps where it has
+    them and the stage reads fields, its history and record where the stage reads them, and the code it runs.
+    """
+    stage = STAGES[name]
+    code = code_inputs("analyse", f"netdyn.stages.{name}")
+
+    def inputs(wildcards):
+        run = wildcards.run
+        found = {
+            "snapshots": f"results/runs/{run}/snapshots",
+            "data": run_dataset(wildcards),
+        }
+        if stage.reads_fields:
+            found.update(activation_input(wildcards))
+        if stage.reads_history:
+            found["history"] = f"results/runs/{run}/history.csv"
+            found["run_json"] = f"results/runs/{run}/run.json"
+        return {**found, "code": code}
+
+    return inputs
+
+
+def stage_params(name):
+    """The params of stage ``name``'s rule: the stage, its steps, the run's training spec and its settings."""
+    return {
+        "stage": name,
+        "steps": analysis_steps(name),
+        "train_spec": lambda wildcards: key_sorted(RUNS[wildcards.run]["train"]),
+        "settings": lambda wildcards: key_sorted(
+            {key: RUNS[wildcards.run]["analysis"][key] for key in STAGES[name].settings}
+        ),
+    }
+
+
+def run_outputs(run):
+    """The per-run tables of ``run``'s requested stages (netdyn.stages.Stage.tables)."""
+    requested = RUNS[run]["analysis"]["run"]
+    return [
+        f"results/runs/{run}/{table}.csv"
+        for name, stage in STAGES.items()
+        if name in requested
+        for table in stage.tables
+    ]
+
+
 def metric_parts(wildcards):
-    """The per-analysis metric tables that ``collect`` merges for one run."""
+    """The per-stage metric tables that ``collect`` merges for one run."""
     requested = RUNS[wildcards.run]["analysis"]["run"]
     return [
         f"results/runs/{wildcards.run}/parts/{name}.csv"
-        for name in requested
-        if name in METRIC_PARTS
+        for name, stage in STAGES.items()
+        if name in requested and stage.metrics
     ]
 
 
@@ -139,10 +180,7 @@ def run_tables(run):
         f"results/runs/{run}/{name}"
         for name in ("metrics.csv", "events.json", "history.csv", "run.json")
     ]
-    for name in RUNS[run]["analysis"]["run"]:
-        if name in CURVE_TABLES:
-            tables.append(f"results/runs/{run}/{CURVE_TABLES[name]}.csv")
-    return tables
+    return tables + run_outputs(run)
 
 
 def figure_inputs(wildcards):
@@ -198,10 +236,8 @@ def all_outputs():
         outputs += [
             f"results/runs/{run}/metrics.csv",
             f"results/runs/{run}/events.json",
+            *run_outputs(run),
         ]
-        for name in spec["analysis"]["run"]:
-            if name in CURVE_TABLES:
-                outputs.append(f"results/runs/{run}/{CURVE_TABLES[name]}.csv")
     experiments = sorted({spec["experiment"] for spec in RUNS.values()})
     outputs += [f"results/tables/{experiment}.csv" for experiment in experiments]
     outputs += [

@@ -4,7 +4,7 @@ localrules:
 
 rule prepare_data:
     input:
-        library("data", "atomic"),
+        code=code_inputs("prepare_data"),
     output:
         "results/data/{dataset}.h5",
     log:

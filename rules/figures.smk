@@ -14,7 +14,7 @@ rule aggregate:
             for run in experiment_runs(wildcards.experiment)
             for name in ("metrics.csv", "run.json")
         ],
-        code=library("collection"),
+        code=code_inputs("aggregate"),
     output:
         "results/tables/{experiment}.csv",
     log:
@@ -32,12 +32,8 @@ rule aggregate:
 rule figure:
     input:
         tables=figure_inputs,
-        code=lambda wildcards: library(
-            f"figures/{wildcards.figure}",
-            "figures/common",
-            "figures/style",
-            "collection",
-            "dynamics",
+        code=lambda wildcards: code_inputs(
+            "figure", f"netdyn.figures.{wildcards.figure}"
         ),
     output:
         png=report(
@@ -71,7 +67,7 @@ rule claims:
             for table in run_tables(folder.removeprefix("results/runs/"))
         ],
         criteria="report/claims.md",
-        code=library("claims", "collection", "dynamics", "config"),
+        code=code_inputs("claims"),
     output:
         report(
             "results/claims.csv",

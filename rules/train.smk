@@ -1,16 +1,7 @@
 rule train:
     input:
         data=run_dataset,
-        code=library(
-            "train",
-            "models",
-            "layers",
-            "snapshots",
-            "evaluate",
-            "data",
-            "samples",
-            "atomic",
-        ),
+        code=code_inputs("train"),
     output:
         snapshots=directory("results/runs/{run}/snapshots"),
         history="results/runs/{run}/history.csv",
@@ -37,16 +28,7 @@ rule import_run:
     input:
         checkpoints=external_checkpoints,
         data=run_dataset,
-        code=library(
-            "external",
-            "models",
-            "layers",
-            "snapshots",
-            "evaluate",
-            "data",
-            "samples",
-            "atomic",
-        ),
+        code=code_inputs("import_run"),
     output:
         snapshots=directory("results/runs/{run}/snapshots"),
         history="results/runs/{run}/history.csv",

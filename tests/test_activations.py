@@ -65,7 +65,8 @@ def test_analyses_read_the_same_fields_from_a_dump_or_from_the_snapshots(synthet
     """A run with a single dump reader has no dumps (netdyn.config.writes_dumps): its RPD and geometry compute the
     fields from the snapshots on the same samples, and must give exactly the tables a dump gives."""
     from netdyn.activations import dump_run
-    from netdyn.pipeline import geometry_tables, rpd_tables
+    from netdyn.config import ANALYSIS_DEFAULTS
+    from netdyn.stages import STAGES, Sources, runner
     from netdyn.train import train_run
     from tests.conftest import tiny_spec
 
@@ -76,16 +77,17 @@ def test_analyses_read_the_same_fields_from_a_dump_or_from_the_snapshots(synthet
     steps = spec["snapshots"]
     dump_run(snapshots, synthetic_h5, tmp_path / "dumps", run="t", steps=steps, train_spec=spec["train"],
              samples=120, log=lambda _: None)  # fmt: skip
-    quiet = {"data_path": synthetic_h5, "train_spec": spec["train"], "samples": 120, "log": lambda _: None}
-    from_dump = rpd_tables("t", snapshots, tmp_path / "dumps", steps, **quiet)
-    computed = rpd_tables("t", snapshots, None, steps, **quiet)
-    for a, b in zip(from_dump, computed, strict=True):
-        pd.testing.assert_frame_equal(a, b)
-    del quiet["data_path"]
-    from_dump = geometry_tables("t", snapshots, tmp_path / "dumps", synthetic_h5, steps, **quiet)
-    computed = geometry_tables("t", snapshots, None, synthetic_h5, steps, **quiet)
-    for a, b in zip(from_dump, computed, strict=True):
-        pd.testing.assert_frame_equal(a, b)
+    for name in ("rpd", "geometry"):
+        settings = {key: ANALYSIS_DEFAULTS[key] for key in STAGES[name].settings} | {"samples": 120}
+        tables = {}
+        for dumps in (tmp_path / "dumps", None):
+            sources = Sources(snapshots, synthetic_h5, spec["train"], activations=dumps)
+            tables[dumps] = runner(name)("t", sources, steps, settings, log=lambda _: None)
+        from_dump, computed = tables.values()
+        assert from_dump.keys() == computed.keys()
+        for key in from_dump:
+            assert len(from_dump[key]) > 0, (name, key)
+            pd.testing.assert_frame_equal(from_dump[key], computed[key])
 
 
 def test_only_runs_whose_fields_are_shared_get_dumps():

@@ -29,7 +29,8 @@ from netdyn.claims import (
     design_check,
     evaluate,
 )
-from netdyn.collection import RunTables
+from netdyn.metrics import METRIC_COLUMNS
+from netdyn.tables import RunTables, make_tables
 
 STEPS = [0, 10, 100, 1000, 10000]
 FINAL = STEPS[-1]
@@ -63,7 +64,13 @@ def run(run_id: str, role: str, status: str = "completed", dataset: str = "mnist
 
 
 def metric(run_id: str, name: str, value: float, layer: int | None = None, step: int = FINAL, note=None) -> dict:
-    return {"run": run_id, "step": step, "metric": name, "layer": layer, "value": value, "note": note}
+    """A metric row; a basin note ``beyond_grid: > 100`` / ``below_grid: < 1e-05`` comes with its bound columns, as
+    the basins stage writes them."""
+    bound, bound_value = "none", math.nan
+    if isinstance(note, str) and note.startswith(("beyond_grid", "below_grid")):
+        bound, bound_value = ("lower" if note.startswith("beyond") else "upper"), float(note.split()[-1])
+    row = {"run": run_id, "step": step, "metric": name, "layer": layer, "value": value, "note": note}
+    return {**row, "bound": bound, "bound_value": bound_value}
 
 
 def event(grokked=None, bntrain=None, dd=None, before=None, after=None, lag=None, status="ok") -> dict:
@@ -80,11 +87,8 @@ def event(grokked=None, bntrain=None, dd=None, before=None, after=None, lag=None
 def tables(runs: list[dict], metrics: list[dict] = (), events: dict | None = None, steps=STEPS) -> RunTables:
     """RunTables of ``runs``; every run has a history with one row per step of ``steps`` (test_acc unknown)."""
     history = pd.DataFrame([{"run": r["run"], "step": s, "test_acc": math.nan} for r in runs for s in steps])
-    columns = ["run", "step", "metric", "layer", "value", "note"]
-    empty = pd.DataFrame()
-    return RunTables(
-        pd.DataFrame(runs), history, pd.DataFrame(list(metrics), columns=columns), *[empty] * 4, events or {}
-    )
+    frame = pd.DataFrame(list(metrics), columns=METRIC_COLUMNS)
+    return make_tables(runs=pd.DataFrame(runs), history=history, metrics=frame, events=events)
 
 
 def outcome(number: int, by_role: dict, context: dict = CONTEXT):
@@ -591,11 +595,9 @@ def test_scale_labels_follow_data_sizes_and_optimizer():
 def test_tables_holding_several_roles_are_restricted_to_the_role():
     depth = claim1_tables(0.97)["depth"]
     rows, metrics = sweep(lambda d, w: 0.99, [23], widths=(1024,))
-    merged = RunTables(
-        pd.concat([depth.runs, pd.DataFrame(rows)], ignore_index=True),
-        depth.history,
-        pd.concat([depth.metrics, pd.DataFrame(metrics)], ignore_index=True),
-        *depth[3:],
+    merged = depth._replace(
+        runs=pd.concat([depth.runs, pd.DataFrame(rows)], ignore_index=True),
+        metrics=pd.concat([depth.metrics, pd.DataFrame(metrics)], ignore_index=True),
     )
     assert verdict(1, {"depth": merged, "sweep": merged}) == NOT_REPRODUCED
 

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from netdyn.evaluate import (
-    SNAPSHOT_METRICS,
     accuracy_bn_batch_stats,
     accuracy_bn_train_mode,
     bn_train_mode_forward,
@@ -18,6 +17,7 @@ from netdyn.evaluate import (
     snapshot_metrics,
 )
 from netdyn.models import build
+from netdyn.records import SNAPSHOT_METRICS
 
 
 def bn_model():

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from netdyn.collection import RunTables, load_runs
 from netdyn.figures import fig2, fig3, fig4, fig5
 from netdyn.figures.style import PANEL_SIZE, RC, save
+from netdyn.tables import RunTables, load_runs, make_tables
 
 HISTORY = ("train_loss", "train_acc", "test_loss", "test_acc", "train_acc_bntrain", "weight_norm")
 AMPLITUDES = (0.0, 1e-3, 1e-2, 1e-1, 1.0)
@@ -427,7 +427,7 @@ def test_fig5_conditions(conditions, tmp_path):
 
 @pytest.mark.parametrize("module,shape", [(fig2, (2, 3)), (fig3, (2, 3)), (fig4, (2, 3)), (fig5, (2, 2))])
 def test_empty_tables_give_noted_figures(module, shape):
-    empty = RunTables(*([pd.DataFrame()] * 7), events={})
+    empty = make_tables()
     fig, plotted = module.draw(empty)
     assert plotted.empty and list(plotted.columns)[:4] == ["panel", "series", "x", "y"]
     assert len(labelled_axes(fig)) == shape[0] * shape[1]

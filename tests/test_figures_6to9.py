@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from netdyn.collection import RunTables
 from netdyn.figures import fig6, fig7, fig8, fig9, style
+from netdyn.tables import RunTables, make_tables
 
 STEPS = [0, 1, 10, 100, 1000]
 DIGITS = [0, 2, 5]
@@ -143,13 +143,11 @@ def run_tables(rows: list[dict], seed: int = 0, proj_steps=(1, 100, 1000), peaks
         if status == "ok":
             events[run]["grokking"] = {"before_step": 100, "after_step": 1000}
             events[run]["double_descent"] = {"double_descent": run.endswith("dd")}
-    return RunTables(
+    return make_tables(
         runs=pd.DataFrame(rows),
         history=pd.concat(history, ignore_index=True),
         metrics=pd.concat(metrics, ignore_index=True),
-        rpd=pd.DataFrame(),
         basins=pd.concat(basins, ignore_index=True),
-        geometry=pd.DataFrame(),
         projection=pd.concat(projection, ignore_index=True),
         events=events,
     )
@@ -161,7 +159,7 @@ def close_figures():
     plt.close("all")
 
 
-EMPTY = RunTables(*(pd.DataFrame() for _ in range(7)), events={})
+EMPTY = make_tables()
 
 
 def panel_axes(fig) -> list:

@@ -120,7 +120,7 @@ def test_every_analysis_table_is_produced_for_every_analysed_step(tiny_workflow)
     projection = pd.read_csv(run / "projection.csv")
     assert set(projection["bn_mode"]) == {"eval", "train"} and set(projection["label"]) == {0, 1, 5}
     # Only the checkpoints the figures draw are projected (analysis.projection_steps: checkpoints).
-    from netdyn.dynamics import checkpoint_steps
+    from netdyn.events import checkpoint_steps
 
     history = pd.read_csv(run / "history.csv")
     assert sorted(set(projection["step"])) == checkpoint_steps(history) and len(set(projection["step"])) < len(steps)
@@ -195,13 +195,38 @@ def test_changing_a_figure_setting_redraws_that_figure_only(tiny_workflow):
 
 def test_editing_the_training_code_reruns_every_training(tiny_workflow):
     source = tiny_workflow / "netdyn" / "train.py"
-    original = source.read_text()
+    original, times = source.read_text(), (source.stat().st_atime, source.stat().st_mtime)
     try:
         source.write_text(original + "\n# an edit\n")
         output = snakemake(tiny_workflow, "-n", "--cores", "1").stdout
     finally:
         source.write_text(original)
+        os.utime(source, times)
     assert planned_runs(output, "train") == {"shallow/tanh", "shallow/linear", "deep/base", "diverging/base"}
+
+
+def rules_rerun_after_editing(workdir: Path, module: str) -> set[str]:
+    """The rules a dry run plans after an edit of ``netdyn/<module>.py`` (content and time restored afterwards)."""
+    source = workdir / "netdyn" / f"{module}.py"
+    original, times = source.read_text(), (source.stat().st_atime, source.stat().st_mtime)
+    try:
+        source.write_text(original + "\n# an edit\n")
+        output = snakemake(workdir, "-n", "--cores", "1").stdout
+    finally:
+        source.write_text(original)
+        os.utime(source, times)
+    return set(re.findall(r"^(?:local)?rule (\w+):", output, re.M)) - {"all"}
+
+
+def test_editing_a_module_reruns_exactly_the_rules_that_can_import_it(tiny_workflow):
+    downstream = {"collect", "aggregate", "figure", "claims"}  # rerun because their inputs do
+    assert rules_rerun_after_editing(tiny_workflow, "geometry") - downstream == {"analyse_geometry"}
+    assert rules_rerun_after_editing(tiny_workflow, "modes") - downstream == {"analyse_rpd"}
+    # evaluate reaches the dumps and the basins only through other modules: the drift of hand-kept lists
+    assert {"train", "dump_activations", "analyse_basins", "analyse_pruning"} <= rules_rerun_after_editing(
+        tiny_workflow, "evaluate"
+    )
+    assert "Nothing to be done" in snakemake(tiny_workflow, "-n", "--cores", "1").stdout
 
 
 def test_a_bad_config_stops_before_any_job_and_names_the_key(tmp_path):

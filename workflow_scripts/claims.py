@@ -2,8 +2,8 @@
 
 from netdyn.atomic import write_csv
 from netdyn.claims import evaluate
-from netdyn.collection import load_runs
-from netdyn.workflow import logged
+from netdyn.logs import logged
+from netdyn.tables import load_runs
 
 with logged(snakemake.log[0]):
     by_role = {}

@@ -1,10 +1,10 @@
-"""Rule collect: a run's metrics.csv (long format) and events.json (netdyn.metrics, netdyn.dynamics)."""
+"""Rule collect: a run's metrics.csv (long format) and events.json (netdyn.metrics, netdyn.events)."""
 
 import json
 
 from netdyn.atomic import write_csv, write_text
+from netdyn.logs import logged
 from netdyn.metrics import collect
-from netdyn.workflow import logged
 
 with logged(snakemake.log[0]):
     metrics, events = collect(

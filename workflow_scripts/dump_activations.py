@@ -1,7 +1,7 @@
 """Rule dump_activations: every analysed snapshot's fields and outputs (netdyn.activations)."""
 
 from netdyn.activations import dump_run
-from netdyn.workflow import logged
+from netdyn.logs import logged
 
 with logged(snakemake.log[0]):
     dump_run(

@@ -2,9 +2,9 @@
 
 import importlib
 
-from netdyn.collection import load_runs
 from netdyn.figures import style
-from netdyn.workflow import logged
+from netdyn.logs import logged
+from netdyn.tables import load_runs
 
 with logged(snakemake.log[0]):
     roles = {folder.removeprefix("results/runs/"): role for folder, role in snakemake.params.roles.items()}

@@ -1,7 +1,7 @@
 """Rule import_run: a run trained elsewhere as netdyn snapshots, history.csv and run.json (netdyn.external)."""
 
 from netdyn.external import import_run
-from netdyn.workflow import logged
+from netdyn.logs import logged
 
 with logged(snakemake.log[0]):
     import_run(

@@ -1,7 +1,7 @@
 """Rule train: one run's snapshots, history.csv and run.json (netdyn.train)."""
 
+from netdyn.logs import logged
 from netdyn.train import train_run
-from netdyn.workflow import logged
 
 with logged(snakemake.log[0]):
     train_run(

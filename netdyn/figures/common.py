@@ -16,11 +16,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from netdyn.collection import RunTables
 from netdyn.figures.style import note, panels
+from netdyn.tables import RunTables, final_steps
+from netdyn.tables import final_values as tables_final_values
+from netdyn.tables import live_runs as tables_live_runs
 
 PLOTTED_COLUMNS = ["panel", "series", "x", "y", "x_name", "y_name", "run", "step"]
-SCALAR_COLUMNS = ["run", "step", "metric", "layer", "value", "note"]
 MAX_NOTE_LINES = 6
 MAX_GRID_RUNS = 4  # runs drawn by run_panels, one per panel of its 2 x 2 grid
 DIGIT_COLORS = plt.get_cmap("tab10")  # a digit keeps its colour in every panel and figure
@@ -61,31 +62,13 @@ def divergence(tables: RunTables, run: str) -> str | None:
 
 def live_runs(runs: pd.DataFrame, gaps: list[str]) -> pd.DataFrame:
     """The runs that did not diverge; each diverged run adds a note to ``gaps``."""
-    diverged = runs["status"] == "diverged"
-    for _, row in runs[diverged].iterrows():
+    live = tables_live_runs(runs)
+    for _, row in runs.drop(live.index).iterrows():
         gaps.append(diverged_note(row["run"], row["diverged_at"]))
-    return runs[~diverged]
+    return live
 
 
 # ---------------------------------------------------------------------------------------------- reading tables
-
-
-def scalars(tables: RunTables) -> pd.DataFrame:
-    """Every scalar value: ``metrics`` rows plus the ``history`` rows that metrics lacks (before ``collect`` ran)."""
-    metrics = tables.metrics.reindex(columns=SCALAR_COLUMNS)
-    history = tables.history
-    if not history.empty:
-        value_columns = [c for c in history.columns if c not in ("run", "step", "epoch", "wall_time")]
-        melted = history.melt(id_vars=["run", "step"], value_vars=value_columns, var_name="metric")
-        melted = melted.dropna(subset=["value"]).assign(layer=np.nan, note="")
-        metrics = pd.concat([metrics, melted.reindex(columns=SCALAR_COLUMNS)], ignore_index=True)
-    metrics = metrics.drop_duplicates(subset=["run", "step", "metric", "layer"], keep="first")
-    return metrics.astype({"step": float, "layer": float, "value": float})
-
-
-def final_steps(scalar: pd.DataFrame) -> dict[str, int]:
-    """run -> the largest step present in its metrics or history (the final analysed step)."""
-    return {run: int(step) for run, step in scalar.groupby("run")["step"].max().items()}
 
 
 def final_values(
@@ -96,20 +79,18 @@ def final_values(
     Diverged runs, runs without the value and values that are NaN (a basin beyond the grid) are left out and
     named in ``gaps`` with the reason.
     """
-    finals = final_steps(scalar)
-    rows = scalar[scalar["metric"] == metric]
-    rows = rows[rows["layer"].isna()] if layer is None else rows[rows["layer"] == layer]
+    rows = tables_final_values(scalar, metric, layer)
     found = []
     where = metric if layer is None else f"{metric}[{layer}]"
     for run in live_runs(runs, gaps)["run"]:
-        hit = rows[(rows["run"] == run) & (rows["step"] == finals.get(run, -1))]
+        hit = rows[rows["run"] == run]
         if hit.empty:
             gaps.append(f"{run}: no {where}")
         elif not np.isfinite(hit["value"].iloc[0]):
             reason = hit["note"].iloc[0]
             gaps.append(f"{run}: {where} {reason if isinstance(reason, str) and reason else 'is NaN'}")
         else:
-            found.append({"run": run, "step": finals[run], "value": float(hit["value"].iloc[0])})
+            found.append({"run": run, "step": int(hit["step"].iloc[0]), "value": float(hit["value"].iloc[0])})
     return pd.DataFrame(found, columns=["run", "step", "value"])
 
 
@@ -166,7 +147,7 @@ def run_rows(frame: pd.DataFrame, run: str, **equal: Any) -> pd.DataFrame:
 
 def grokking_steps(tables: RunTables, run: str, key: str = "grokking") -> tuple[int, int] | None:
     """The (before, after) checkpoints of an events.json reading (``grokking``, methods.md §10, or ``bn_grokking``,
-    docs/methods.md §2), or None without them."""
+    docs/methods.md §20), or None without them."""
     grok = (tables.events.get(run) or {}).get(key) or {}
     before, after = grok.get("before_step"), grok.get("after_step")
     return None if before is None or after is None else (int(before), int(after))

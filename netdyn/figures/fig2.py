@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from netdyn.collection import RunTables
-from netdyn.figures.common import draw_lines, finish, plotted_table, role_runs, rpd_lines, scalars, sweep_points
+from netdyn.figures.common import draw_lines, finish, plotted_table, role_runs, rpd_lines, sweep_points
 from netdyn.figures.style import panels
+from netdyn.tables import RunTables, scalars
 
 ROLES = {
     "shallow": "784-W-10 nets (one hidden layer, no BN) sweeping train.n_train x model.activation in {tanh, linear}"

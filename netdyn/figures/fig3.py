@@ -3,7 +3,7 @@
 From one ``depth`` run (``depth`` setting; default the 23-layer net, the paper's, where present, else the deepest):
 (a) LP- and L-map-pruning test accuracy against the start layer l (layers 1..l-1 kept, l..L replaced; §4, §5.3) with
 the unpruned test accuracy as reference; (b) RPD of selected hidden layers (1, 2, 4, 8, ... and D; §6), with an
-inset of the RPD gradient G and the fraction of order-preserving neurons (docs/methods.md §1) of every layer;
+inset of the RPD gradient G and the fraction of order-preserving neurons (docs/methods.md §19) of every layer;
 (c) per-sample cosine distance to the class centre against layer (thin lines, the first samples of one digit, and
 their mean) with the mean inter-centre cosine similarity (§9). (d) For every depth: test loss; eval-mode test
 accuracy (solid) beside the train-mode-BatchNorm train accuracy (dashed), the paper's "train accuracy climbs while
@@ -18,11 +18,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from netdyn.collection import RunTables
 from netdyn.figures.common import (
     draw_lines,
     final_curve,
-    final_steps,
     final_values,
     finish,
     live_runs,
@@ -30,9 +28,9 @@ from netdyn.figures.common import (
     plotted_table,
     role_runs,
     rpd_lines,
-    scalars,
 )
 from netdyn.figures.style import panels
+from netdyn.tables import RunTables, final_steps, scalars
 
 ROLES = {
     "depth": "deep BN ReLU nets (e.g. 23 x 1024) sweeping model.depth; one of them (setting depth, default 23 where "

@@ -11,7 +11,6 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from netdyn.collection import RunTables
 from netdyn.figures.common import (
     draw_lines,
     final_curve,
@@ -19,10 +18,10 @@ from netdyn.figures.common import (
     live_runs,
     plotted_table,
     role_runs,
-    scalars,
     sweep_points,
 )
 from netdyn.figures.style import panels
+from netdyn.tables import RunTables, scalars
 
 ROLES = {"sweep": "deep BN ReLU nets sweeping model.depth x model.width (widths 128...1280), default init"}
 

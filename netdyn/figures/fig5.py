@@ -11,9 +11,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from netdyn.collection import RunTables
-from netdyn.figures.common import draw_lines, finish, plotted_table, role_runs, scalars, sweep_points
+from netdyn.figures.common import draw_lines, finish, plotted_table, role_runs, sweep_points
 from netdyn.figures.style import panels
+from netdyn.tables import RunTables, scalars
 
 ROLES = {
     "init": "BN ReLU nets with fixed-range uniform init (model.init) sweeping model.width, possibly several depths",

@@ -19,7 +19,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from netdyn.collection import RunTables
 from netdyn.figures.common import (
     divergence,
     draw_curve,
@@ -36,6 +35,7 @@ from netdyn.figures.common import (
     step_label,
 )
 from netdyn.figures.style import note, panels
+from netdyn.tables import RunTables
 
 ROLES = {
     "grokking": "one run of the 784-200-200-10 ReLU net trained the Omnigrok way (methods.md §12: 1000 MNIST points, "

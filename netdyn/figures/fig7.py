@@ -3,7 +3,7 @@
 One run of the ``depth`` role (setting ``depth``; default 23, the paper's net, where present, else the deepest that
 did not diverge), at its before/after checkpoints: those of the BatchNorm grokking reading (events.json
 ``bn_grokking``: the last step of the eval-mode wait at chance and the first step ≥ 2·its onset, docs/methods.md
-§2), or of the eval-mode grokking reading (§10) for a run without one.
+§20), or of the eval-mode grokking reading (§10) for a run without one.
 (a)-(d) BN in eval mode (running statistics): (a) train before, (b) train after, (c) test before, (d) test after.
 (e)-(h) BN in train mode at test time (§11.2 primary reading): (e) test before, (f) test after, (g) train before,
 (h) train after. (i) test accuracy in eval mode (``test_acc``) and in train mode (``test_acc_bntrain``) against
@@ -18,7 +18,6 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from netdyn.collection import RunTables
 from netdyn.figures.common import (
     divergence,
     grokking_steps,
@@ -32,6 +31,7 @@ from netdyn.figures.common import (
     step_axis,
 )
 from netdyn.figures.style import note, panels
+from netdyn.tables import RunTables
 
 ROLES = {
     "depth": "deep BatchNorm ReLU nets of one experiment sweeping model.depth (methods.md §3 Fig. 3(d), §11.2), "

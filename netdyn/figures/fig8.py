@@ -13,7 +13,6 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from netdyn.collection import RunTables
 from netdyn.figures.common import (
     DIGIT_COLORS,
     divergence,
@@ -27,6 +26,7 @@ from netdyn.figures.common import (
     step_label,
 )
 from netdyn.figures.style import note
+from netdyn.tables import RunTables
 
 ROLES = {
     "conditions": "runs of one deep BatchNorm net that differ only in train.batch_size and/or train.lr (methods.md "

@@ -1,12 +1,12 @@
 """Figure 9: RPD gradient and neuron modes of every hidden layer over training, against double descent (methods.md
-§13, §11.4, §6.3; docs/methods.md §1, §2).
+§13, §11.4, §6.3; docs/methods.md §19, §2).
 
 Up to 4 ``depth`` runs (by depth), each with two panels: G_m(t) = ``rpd_gradient`` of hidden layer m against step,
 one line per layer coloured by its index, each layer's turning point t*_m = argmax_t G_m(t) marked (a maximum at the
 first or last analysed step is none), and the test loss on a twin axis (dashed black); below it, the fraction of
 order-preserving neurons of each layer (``opm_fraction``) against step. Rows: G of runs 1-2, their OPM fractions,
 G of runs 3-4, their OPM fractions. The title gives events.json's double-descent flag and the turning-point spread,
-the std of log10(t*_m + 1) across the layers that turn (``netdyn.dynamics.turning_point_spread``), with how many do:
+the std of log10(t*_m + 1) across the layers that turn (``netdyn.events.turning_point_spread``), with how many do:
 small in a run with double descent ("synchronous" layers), larger without.
 """
 
@@ -18,10 +18,10 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.ticker import MaxNLocator
 
-from netdyn.collection import RunTables
-from netdyn.dynamics import turning_point_spread
+from netdyn.events import turning_point_spread
 from netdyn.figures.common import MAX_GRID_RUNS, divergence, draw_curve, plotted_table, role_runs, run_rows, step_axis
 from netdyn.figures.style import note, panels
+from netdyn.tables import RunTables
 
 ROLES = {
     "depth": "deep BatchNorm ReLU nets of one experiment sweeping model.depth (methods.md §3 Fig. 3(d)/9, §11.4), "
@@ -149,7 +149,7 @@ def gradient_panel(ax: plt.Axes, tables: RunTables, row: pd.Series, panel: str) 
 
 
 def modes_panel(ax: plt.Axes, tables: RunTables, row: pd.Series, panel: str) -> list[pd.DataFrame]:
-    """The fraction of order-preserving neurons of each hidden layer against step (docs/methods.md §1)."""
+    """The fraction of order-preserving neurons of each hidden layer against step (docs/methods.md §19)."""
     run = str(row["run"])
     step_axis(ax)
     ax.set_ylabel("OPM fraction")

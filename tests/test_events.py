@@ -1,4 +1,4 @@
-"""Tests for netdyn.dynamics on synthetic and hand-computed histories (methods.md §10, §11.1, §11.4)."""
+"""Tests for netdyn.events on synthetic and hand-computed histories (methods.md §10, §11.1, §11.4)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from netdyn.dynamics import (
+from netdyn.events import (
     bn_grokking,
     detect_events,
     diverged,
@@ -386,7 +386,7 @@ def test_detect_events_is_public_api() -> None:
 
 
 def test_checkpoint_steps_are_the_events_before_after_and_final_steps() -> None:
-    from netdyn.dynamics import checkpoint_steps
+    from netdyn.events import checkpoint_steps
 
     frame = bn_history(45, 10)
     found = events(frame)

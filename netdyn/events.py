@@ -52,7 +52,7 @@ level (a loss of 2.3 early in training jitters more than one of 0.1 late), so th
   within the noise).
 * A late, slowly overfitting loss rises beyond the noise but never comes back: not double descent. Noise alone lifts
   the median-smoothed curve 3 σ above its minimum (about 6 of its own standard deviations) and back very rarely.
-  Measured on constructed curves of 60 log-spaced checkpoints (tests/test_dynamics.py): 0 of 300 slowly
+  Measured on constructed curves of 60 log-spaced checkpoints (tests/test_events.py): 0 of 300 slowly
   overfitting and 0 of 300 noisy-plateau curves flagged at 3-6 % noise, while a +30 % bump spanning ~5
   checkpoints is found in 100 % (3 % noise), 99.7 % (4 %) and 78 % (6 %) of draws.
 
