@@ -94,8 +94,12 @@ def test_every_analysis_table_is_produced_for_every_analysed_step(tiny_workflow)
     run = tiny_workflow / "results" / "runs" / "deep" / "base"
     steps = pd.read_csv(run / "history.csv")["step"].tolist()
     metrics = pd.read_csv(run / "metrics.csv")
-    assert list(metrics.columns) == ["run", "step", "metric", "layer", "value", "note"]
+    assert list(metrics.columns) == ["run", "step", "metric", "layer", "value", "note", "bound", "bound_value"]
     assert set(metrics["metric"]) == EXPECTED_METRICS
+    bounded = metrics[metrics["bound"] != "none"]  # a basin beyond or below its grid: the grid's edge, as numbers
+    assert bounded["metric"].str.startswith("basin_").all() and bounded["value"].isna().all()
+    assert bounded["bound_value"].notna().all() and set(bounded["bound"]) <= {"lower", "upper"}
+    assert metrics.loc[metrics["bound"] == "none", "bound_value"].isna().all()
     for metric in ("rpd_gradient", "lmap_acc", "basin_weight", "center_similarity", "test_acc_bnbatch"):
         assert sorted(set(metrics.loc[metrics["metric"] == metric, "step"])) == steps, metric
     assert sorted(set(metrics.loc[metrics["metric"] == "rpd_gradient", "layer"])) == [1, 2, 3]
