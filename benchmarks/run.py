@@ -540,7 +540,7 @@ def bench_lp(sizes: dict, repeats: int) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# activation dump: netdyn's gzip HDF5 against numpy.save of the same arrays
+# activation dump: netdyn's HDF5 (default compression, and each other choice) against numpy.save of the same arrays
 
 
 def bench_dump(sizes: dict, repeats: int) -> dict:
@@ -552,8 +552,8 @@ def bench_dump(sizes: dict, repeats: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         dump_path, npy_folder = Path(folder) / "dump.h5", Path(folder) / "npy"
 
-        def ours() -> None:
-            activations.write(dump_path, model, {"train": (indices, x, y)})
+        def ours(compression: str = activations.COMPRESSIONS[0]) -> None:
+            activations.write(dump_path, model, {"train": (indices, x, y)}, compression=compression)
 
         def theirs() -> None:
             npy_folder.mkdir(exist_ok=True)
@@ -572,9 +572,14 @@ def bench_dump(sizes: dict, repeats: int) -> dict:
             for layer in range(1, depth + 1)
         )
         _, base = median_time(theirs, repeats)
+        npy_bytes = sum(p.stat().st_size for p in npy_folder.iterdir())
+        alternatives = {}
+        for compression in activations.COMPRESSIONS[1:]:
+            _, times = median_time(lambda c=compression: ours(c), repeats)
+            alternatives[f"{compression}_mb_per_s"] = npy_bytes / 1e6 / statistics.median(times)
+            alternatives[f"{compression}_size_ratio"] = dump_path.stat().st_size / npy_bytes
         _, mine = median_time(ours, repeats)
         h5_bytes = dump_path.stat().st_size
-        npy_bytes = sum(p.stat().st_size for p in npy_folder.iterdir())
     array_mb = npy_bytes / 1e6
     return row(
         "activation dump of one snapshot",
@@ -589,6 +594,8 @@ def bench_dump(sizes: dict, repeats: int) -> dict:
         file_size_ratio=h5_bytes / npy_bytes,
         npy_mb=array_mb,
         h5_mb=h5_bytes / 1e6,
+        compression=activations.COMPRESSIONS[0],
+        **alternatives,
     )
 
 

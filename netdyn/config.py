@@ -82,7 +82,13 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
     "projection_steps": "checkpoints",
     "seed": 0,
 }
-DUMP_DEFAULTS: dict[str, Any] = {"dtype": "float32", "temporary": False, "max_gb": 50.0, "always": False}
+DUMP_DEFAULTS: dict[str, Any] = {
+    "dtype": "float32",
+    "compression": "lz4",
+    "temporary": False,
+    "max_gb": 50.0,
+    "always": False,
+}
 DUMP_ANALYSES = tuple(name for name, stage in STAGES.items() if stage.reads_fields)  # they share dumps
 SNAPSHOT_DEFAULTS: dict[str, Any] = {"log": 20, "dense_until": 0}
 BUILTIN_DATASETS: dict[str, dict[str, Any]] = {

@@ -19,5 +19,6 @@ rule dump_activations:
         samples=analysis_setting("samples"),
         train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
         dtype=DUMPS["dtype"],
+        compression=DUMPS["compression"],
     script:
         "../workflow_scripts/dump_activations.py"

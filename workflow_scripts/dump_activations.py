@@ -13,4 +13,5 @@ with logged(snakemake.log[0]):
         train_spec=snakemake.params.train_spec,
         samples=snakemake.params.samples,
         dtype=snakemake.params.dtype,
+        compression=snakemake.params.compression,
     )
