@@ -11,10 +11,11 @@ Layout of ``activations/step{S:06d}.h5`` (documented in docs/formats.md, schema 
 with ``split`` in {train, test}. The forward pass is in eval mode (methods.md §4, §6–§10 all use eval-mode
 fields). The inputs x^{(0)} are not stored: they are the dataset rows named by ``indices``.
 
-The float arrays are stored with ``dumps.compression`` (:data:`COMPRESSIONS`): ``lz4`` (default; Blosc2 LZ4 with
-byte shuffle from the ``hdf5plugin`` package, at about the speed of ``numpy.save`` and smaller than ``.npy`` files:
-ReLU outputs are half zeros), ``none`` (contiguous, any HDF5 reader) or ``gzip`` (level 1, slower, any HDF5 reader).
-Reading an ``lz4`` dump needs ``import hdf5plugin`` first, which this module does (benchmarks/RESULTS.md).
+The float arrays are stored with ``dumps.compression`` (:data:`COMPRESSIONS`): ``lz4`` (default; the LZ4 filter of the
+``hdf5plugin`` package, in chunks of about 1 MiB: the fastest of the measured codecs and smaller than ``.npy`` files,
+ReLU outputs being half zeros), ``none`` (contiguous, any HDF5 reader) or ``gzip`` (level 1 with shuffle, ten times
+slower, any HDF5 reader). Reading an ``lz4`` dump needs ``import hdf5plugin`` first, which this module does; the
+measurements are in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -48,8 +49,7 @@ def _storage(compression: str, array: np.ndarray) -> dict[str, Any]:
     if compression == "gzip":
         return {"chunks": (rows, array.shape[1]), "compression": "gzip", "compression_opts": 1, "shuffle": True}
     if compression == "lz4":
-        codec = hdf5plugin.Blosc2(cname="lz4", clevel=5, filters=hdf5plugin.Blosc2.SHUFFLE)
-        return {"chunks": (rows, array.shape[1]), **codec}
+        return {"chunks": (rows, array.shape[1]), **hdf5plugin.LZ4()}
     raise ValueError(f"dumps.compression: {compression!r} is not one of {list(COMPRESSIONS)}")
 
 
