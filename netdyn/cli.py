@@ -1,9 +1,13 @@
-"""``netdyn analyze``: the workflow on your own checkpoints without writing a config.
+"""The ``netdyn`` command.
 
     netdyn analyze --snapshots 'runs/*.pt' --data my.npz --out results/mine
 
 writes ``OUT/config.yaml`` with one ``external`` experiment and runs the workflow's Snakemake rules in
 ``OUT`` (tables under ``OUT/results/runs/mine/<label>/``). Extra arguments after ``--`` go to Snakemake.
+
+    netdyn plan [--configfile presets/paper.yaml]
+
+prints what a config will cost before it runs (netdyn.plan).
 """
 
 from __future__ import annotations
@@ -61,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     analyze.add_argument("--analysis", help="YAML file of analysis settings (docs/config.md, section analysis)")
     analyze.add_argument("--loss", choices=["ce", "mse"], help="loss the model was trained with (default: ce)")
     analyze.add_argument("--cores", default="all")
+    plan = commands.add_parser("plan", help="what a config will cost before it runs")
+    plan.add_argument("--configfile", default=str(ROOT / "config.yaml"), help="config or preset (default: config.yaml)")
     args, extra = parser.parse_known_args(argv if argv is not None else sys.argv[1:])
+    if args.command == "plan":
+        from netdyn.plan import main as plan_main
+
+        return plan_main(["--configfile", args.configfile, *extra])
     config = build_config(args)
     try:
         load_config(config, ROOT / "schemas" / "config.schema.yaml")

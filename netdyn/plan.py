@@ -1,0 +1,254 @@
+"""What a config will cost before it runs: ``netdyn plan [--configfile F]`` (docs/presets.md "Planning a preset").
+
+Per experiment and in total: runs, the groups that stacked training would form (runs sharing the network shape,
+batch size, step count and dtype; issue 12 section 1), training steps, training FLOP, snapshots, activation-dump
+bytes, jobs per rule, and predicted time on this project's 2-core CPU and on a GPU class. It also says which claims
+the config's design can settle (``netdyn.claims.design_check``). Torch-free: it reads only the config.
+
+The cost model, per job (a model, not a measurement; its constants and where they were measured are below):
+
+* compute = FLOP / rate, with FLOP counted as 2 per multiply-add: training 6 M B per step (forward and backward of
+  M multiply-adds per sample, batch B); each snapshot's history row 2 M (n_train + n_test), twice with BatchNorm
+  (the train-mode readings); an analysis's forward passes over its samples (basins: one per amplitude and
+  repeat / draw; pruning: one over its fitting and test samples plus the LP solves; RPD and geometry: one; the
+  projection: train and test splits, twice with BatchNorm);
+* plus a fixed start-up per job and a per-step overhead per layer (the Python loop, kernel launches);
+* the CPU wall time is the job time over the cores, plus Snakemake's own bookkeeping per job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from netdyn.config import (
+    DUMP_DEFAULTS,
+    KNOWN_TRAIN_SIZES,
+    ConfigError,
+    dataset_definition,
+    dump_bytes,
+    dump_steps,
+    load_config,
+    load_yaml,
+    writes_dumps,
+)
+from netdyn.stages import STAGES
+
+ROOT = Path(__file__).resolve().parent.parent
+KNOWN_TEST_SIZES = {"mnist5k": 1000}  # every other built-in dataset has 10,000 test images
+
+# CPU (this project's 2-core machine, one thread per job), measured 1 December 2026: a 784-1024x4-10 forward of
+# 10,000 samples (78 GFLOP) in 1.97 s; `import torch, netdyn.stages.common` 2.9 s; a 300-step depth-1 run 6.4 s of
+# CPU; Snakemake's main process about 0.4 s of a core per job (py-spy, benchmarks/RESULTS.md).
+CPU = {"flop_rate": 40e9, "small_flop_rate": 8e9, "startup_s": 3.3, "step_layer_s": 1.5e-4, "cores": 2,
+       "scheduler_s": 0.4}  # fmt: skip
+# GPU classes: sustained FP32 FLOP/s at a modest efficiency for these small matmuls, and a launch overhead per
+# layer and step (about 10 kernels of ~5 us). Modelled from the vendors' peak numbers, not measured here.
+GPUS = {
+    "h200": {"flop_rate": 0.5 * 67e12, "step_layer_s": 5e-5, "startup_s": 6.0},
+    "a100": {"flop_rate": 0.5 * 19.5e12, "step_layer_s": 6e-5, "startup_s": 6.0},
+}
+SMALL_LAYER = 256 * 256  # multiply-adds per sample below which a layer's matmuls run at the small-matrix rate
+
+
+def _widths(model: Mapping[str, Any]) -> list[int]:
+    return list(model["widths"]) if model.get("widths") is not None else [model["width"]] * model["depth"]
+
+
+def model_macs(model: Mapping[str, Any]) -> tuple[int, list[int]]:
+    """Multiply-adds per sample of a forward pass, and the size of each layer's weight matrix."""
+    sizes = [model["input_size"], *_widths(model), model["classes"]]
+    layers = [a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+    return sum(layers), layers
+
+
+def _sizes(run: Mapping[str, Any]) -> tuple[int, int]:
+    n_train = run["train"]["n_train"] or KNOWN_TRAIN_SIZES.get(run["dataset"], 60000)
+    return n_train, KNOWN_TEST_SIZES.get(run["dataset"], 10000)
+
+
+def stack_key(run: Mapping[str, Any]) -> tuple:
+    """Runs with equal keys could train together, stacked: the same layers, activation, loss, optimizer, batch size,
+    step count and dtype. Seeds, learning rates, weight decay, dropout rates, init scales and the training subset
+    may differ within a group (issue 12 section 1)."""
+    model, train = run["model"], run["train"]
+    return (
+        run["dataset"],
+        model["input_size"],
+        tuple(_widths(model)),
+        model["classes"],
+        model["activation"],
+        bool(model.get("batchnorm")),
+        train["loss"],
+        train["optimizer"],
+        train["batch_size"],
+        train["steps"],
+        train["dtype"],
+    )
+
+
+def _analysis_flop(run: Mapping[str, Any], stage: str, macs: int) -> tuple[float, float]:
+    """FLOP of one analysed step of ``stage``: its forward passes and the rest (sorting, solves); see the module
+    docstring. A stage that reads shared fields gets its forward from the activation dump instead."""
+    analysis, model = run["analysis"], run["model"]
+    bn = bool(model.get("batchnorm"))
+    n_train, n_test = _sizes(run)
+    samples = min(analysis["samples"] or n_train, n_train)
+    if stage in ("rpd", "geometry"):
+        return 2 * macs * samples, 20 * samples * math.log2(max(samples, 2)) * sum(_widths(model))
+    if stage == "basins":
+        grids = analysis["input_amplitudes"]["num"] * analysis["input_repeats"]
+        grids += analysis["weight_amplitudes"]["num"] * analysis["weight_draws"]
+        return 2 * macs * samples * (grids + 1), 0.0
+    if stage == "pruning":
+        fit = min(analysis["lp_train_samples"] or n_train, n_train)
+        test = min(analysis["test_samples"] or n_test, n_test)
+        return 2 * macs * (fit + test), sum(2 * fit * width * width for width in _widths(model))
+    if stage == "projection":
+        return 2 * macs * (n_train + n_test) * (2 if bn else 1), 0.0
+    if stage == "bn_modes":
+        return (2 * macs * min(analysis["test_samples"] or n_test, n_test) if bn else 0.0), 0.0
+    raise ValueError(f"no cost model for stage {stage!r}")
+
+
+def _rate(layers: list[int], device: Mapping[str, float]) -> float:
+    """A FLOP rate weighted by the layers' sizes: small matrices run at the small-matrix rate on the CPU."""
+    small = device.get("small_flop_rate", device["flop_rate"])
+    total = sum(layers)
+    slow = sum(size for size in layers if size < SMALL_LAYER)
+    return total / (slow / small + (total - slow) / device["flop_rate"])
+
+
+def run_cost(run: Mapping[str, Any], device: Mapping[str, float], dumps: Mapping[str, Any]) -> dict[str, Any]:
+    """Jobs and predicted job-seconds of one run on ``device`` (training, dumps, stages, collect)."""
+    macs, layers = model_macs(run["model"])
+    rate = _rate(layers, device)
+    n_train, n_test = _sizes(run)
+    steps, batch = run["train"]["steps"], run["train"]["batch_size"]
+    snapshots = len(run["snapshots"])
+    history = 2 * macs * (n_train + n_test) * (2 if run["model"].get("batchnorm") else 1)
+    train_flop = 6 * macs * batch * steps
+    seconds = device["startup_s"] + (train_flop + history * snapshots) / rate
+    seconds += steps * len(layers) * device["step_layer_s"]
+    jobs = {"train": 1}
+    requested = run["analysis"]["run"]
+    dumped = writes_dumps(run, dumps)
+    if dumped:  # one forward per dumped step, shared by the stages that read the fields
+        jobs["dump_activations"] = 1
+        samples = min(run["analysis"]["samples"] or n_train, n_train)
+        seconds += device["startup_s"] + 2 * macs * samples * len(dump_steps(run)) / rate
+    for stage in STAGES:
+        if stage in requested:
+            jobs[f"analyse_{stage}"] = 1
+            forward, rest = _analysis_flop(run, stage, macs)
+            if STAGES[stage].reads_fields and dumped:
+                forward = 0.0
+            seconds += device["startup_s"] + (forward + rest) * len(run["analysis"]["steps_of"][stage]) / rate
+    jobs["collect"] = 1
+    seconds += device.get("scheduler_s", 0.0) * sum(jobs.values()) + 1.0  # collect: torch-free, about 1 s
+    return {
+        "jobs": jobs,
+        "seconds": seconds,
+        "train_flop": train_flop,
+        "steps": steps,
+        "snapshots": snapshots,
+        "dump_bytes": dump_bytes(run, {**DUMP_DEFAULTS, **dumps}["dtype"], dumps),
+    }
+
+
+def plan(config: Mapping[str, Any], schema: str | Path = ROOT / "schemas" / "config.schema.yaml") -> dict[str, Any]:
+    """The plan of a config: ``experiments`` (rows as dicts), ``total``, ``jobs`` per rule and ``claims``."""
+    from netdyn.claims import design_check, design_runs
+
+    runs = load_config(config, schema)
+    dumps = config.get("dumps", {})
+    rows: dict[str, dict[str, Any]] = {}
+    jobs: dict[str, int] = {}
+    for spec in runs.values():
+        cpu = run_cost(spec, CPU, dumps)
+        row = rows.setdefault(
+            spec["experiment"],
+            {"experiment": spec["experiment"], "runs": 0, "groups": set(), "steps": 0, "train_flop": 0.0,
+             "snapshots": 0, "dump_gb": 0.0, "jobs": 0, "cpu_job_s": 0.0, **{f"{g}_s": 0.0 for g in GPUS}},
+        )  # fmt: skip
+        row["runs"] += 1
+        row["groups"].add(stack_key(spec))
+        row["steps"] += cpu["steps"]
+        row["train_flop"] += cpu["train_flop"]
+        row["snapshots"] += cpu["snapshots"]
+        row["dump_gb"] += cpu["dump_bytes"] / 1e9
+        row["jobs"] += sum(cpu["jobs"].values())
+        row["cpu_job_s"] += cpu["seconds"]
+        for name, device in GPUS.items():
+            row[f"{name}_s"] += run_cost(spec, device, dumps)["seconds"]
+        for rule, count in cpu["jobs"].items():
+            jobs[rule] = jobs.get(rule, 0) + count
+    experiments = [{**row, "groups": len(row["groups"])} for row in rows.values()]
+    figures = config.get("figures", {})
+    jobs["prepare_data"] = len({spec["dataset"] for spec in runs.values()})
+    jobs["aggregate"] = len(experiments)
+    jobs["figure"] = len(figures)
+    jobs["claims"] = 1 if figures else 0
+    jobs["all"] = 1
+    total = {key: sum(row[key] for row in experiments) for key in experiments[0] if key != "experiment"}
+    total["jobs"] = sum(jobs.values())
+    total["cpu_wall_s"] = total["cpu_job_s"] / CPU["cores"] + 2.0 * (jobs["figure"] + jobs["aggregate"])
+    datasets = sorted({spec["dataset"] for spec in runs.values()})
+    context = {"datasets": datasets, "sources": sorted({dataset_definition(config, d)["source"] for d in datasets})}
+    claims = design_check(design_runs(config, runs), context) if figures else {}
+    return {"experiments": experiments, "total": total, "jobs": jobs, "claims": claims}
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.1f} min"
+
+
+def render(result: Mapping[str, Any]) -> str:
+    """The plan as text: a table per experiment, the total, the job list and the claims."""
+    gpus = list(GPUS)
+    header = ["experiment", "runs", "groups", "steps", "TFLOP", "snapshots", "dumps GB", "jobs", "CPU job time"]
+    header += [f"{g.upper()} (modelled)" for g in gpus]
+    lines = []
+    for row in [*result["experiments"], {**result["total"], "experiment": "total"}]:
+        cells = [row["experiment"], row["runs"], row["groups"], row["steps"], f"{row['train_flop'] / 1e12:.3g}"]
+        cells += [row["snapshots"], f"{row['dump_gb']:.2f}", row["jobs"], _duration(row["cpu_job_s"])]
+        cells += [_duration(row[f"{g}_s"]) for g in gpus]
+        lines.append([str(cell) for cell in cells])
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    text = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    text += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    total = result["total"]
+    text.append("")
+    text.append(
+        f"predicted on this CPU ({CPU['cores']} cores): {_duration(total['cpu_wall_s'])} wall; "
+        "GPU columns: one GPU, jobs one after another (a model, not a measurement)"
+    )
+    text.append("jobs: " + ", ".join(f"{rule} {count}" for rule, count in result["jobs"].items()))
+    settle = [str(claim) for claim, why in result["claims"].items() if why is None]
+    text.append(f"claims its design can settle: {', '.join(settle) or 'none'}")
+    for claim, why in result["claims"].items():
+        if why is not None:
+            text.append(f"  claim {claim}: {why}")
+    return "\n".join(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="netdyn plan", description="What a config will cost before it runs.")
+    parser.add_argument(
+        "--configfile", default=str(ROOT / "config.yaml"), help="config or preset (default: config.yaml)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        print(render(plan(load_yaml(args.configfile))))
+    except ConfigError as error:
+        print(f"netdyn plan: {args.configfile}: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
