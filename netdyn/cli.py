@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from netdyn.config import ConfigError, external_config, load_config
-from netdyn.stages import ANALYSES
+from netdyn.stages import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     analyze.add_argument("--label", default="run", help="run label (default: run)")
     analyze.add_argument("--model-yaml", help="model description for state-dict checkpoints")
     analyze.add_argument("--step-pattern", help="regex with one group: the step in a file name")
-    analyze.add_argument("--analyses", default=",".join(ANALYSES), help="comma-separated (default: all)")
+    stages = "; ".join(f"{name}: {stage.summary}" for name, stage in STAGES.items())
+    analyze.add_argument("--analyses", default=",".join(STAGES), help=f"comma-separated (default: all). {stages}")
     analyze.add_argument("--analysis", help="YAML file of analysis settings (docs/config.md, section analysis)")
     analyze.add_argument("--loss", choices=["ce", "mse"], help="loss the model was trained with (default: ce)")
     analyze.add_argument("--cores", default="all")

@@ -68,18 +68,9 @@ def key_sorted(value):
     return [key_sorted(item) for item in value] if isinstance(value, list) else value
 
 
-def analysis_setting(*keys):
-    """A params function giving a run's analysis settings ``keys`` (one value, or a dict of several)."""
-
-    def get(wildcards):
-        settings = RUNS[wildcards.run]["analysis"]
-        return key_sorted(
-            settings[keys[0]]
-            if len(keys) == 1
-            else {key: settings[key] for key in keys}
-        )
-
-    return get
+def analysis_setting(key):
+    """A params function giving one of a run's analysis settings."""
+    return lambda wildcards: key_sorted(RUNS[wildcards.run]["analysis"][key])
 
 
 def analysis_steps(name):

@@ -197,28 +197,26 @@ def test_changing_a_figure_setting_redraws_that_figure_only(tiny_workflow):
     assert set(jobs) - {"all"} == {"figure"} and jobs.count("figure") == 1 and "figure=fig3" in output
 
 
-def test_editing_the_training_code_reruns_every_training(tiny_workflow):
-    source = tiny_workflow / "netdyn" / "train.py"
-    original, times = source.read_text(), (source.stat().st_atime, source.stat().st_mtime)
-    try:
-        source.write_text(original + "\n# an edit\n")
-        output = snakemake(tiny_workflow, "-n", "--cores", "1").stdout
-    finally:
-        source.write_text(original)
-        os.utime(source, times)
-    assert planned_runs(output, "train") == {"shallow/tanh", "shallow/linear", "deep/base", "diverging/base"}
-
-
-def rules_rerun_after_editing(workdir: Path, module: str) -> set[str]:
-    """The rules a dry run plans after an edit of ``netdyn/<module>.py`` (content and time restored afterwards)."""
+def dry_run_after_editing(workdir: Path, module: str) -> str:
+    """A dry run's output after an edit of ``netdyn/<module>.py`` (content and time restored afterwards)."""
     source = workdir / "netdyn" / f"{module}.py"
     original, times = source.read_text(), (source.stat().st_atime, source.stat().st_mtime)
     try:
         source.write_text(original + "\n# an edit\n")
-        output = snakemake(workdir, "-n", "--cores", "1").stdout
+        return snakemake(workdir, "-n", "--cores", "1").stdout
     finally:
         source.write_text(original)
         os.utime(source, times)
+
+
+def test_editing_the_training_code_reruns_every_training(tiny_workflow):
+    output = dry_run_after_editing(tiny_workflow, "train")
+    assert planned_runs(output, "train") == {"shallow/tanh", "shallow/linear", "deep/base", "diverging/base"}
+
+
+def rules_rerun_after_editing(workdir: Path, module: str) -> set[str]:
+    """The rules a dry run plans after an edit of ``netdyn/<module>.py``."""
+    output = dry_run_after_editing(workdir, module)
     return set(re.findall(r"^(?:local)?rule (\w+):", output, re.M)) - {"all"}
 
 

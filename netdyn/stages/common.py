@@ -4,9 +4,8 @@ fields (read from the run's activation dumps where it has them, else computed fr
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -14,6 +13,7 @@ from torch import nn
 from netdyn import activations, snapshots
 from netdyn import data as datasets
 from netdyn.samples import analysis_samples
+from netdyn.stages import Sources
 
 
 def analysis_device() -> torch.device:
@@ -30,23 +30,17 @@ def dtype_of(model: nn.Module) -> torch.dtype:
 
 
 def training_fields(
-    snapshot_dir: str | os.PathLike,
-    dump_dir: str | os.PathLike | None,
-    steps: Sequence[int],
-    *,
-    data_path: str | os.PathLike,
-    train_spec: Mapping[str, Any],
-    samples: int | None,
-    log=print,
+    sources: Sources, steps: Sequence[int], samples: int | None, log=print
 ) -> Iterator[tuple[int, nn.Sequential, dict]]:
     """``(step, model, fields)`` of the training analysis samples at every analysed step that has weights: read from
-    the run's activation dump where it has one (``dump_dir``), else computed by an eval-mode forward of the snapshot
-    on the same samples; ``fields`` holds what the dump holds (docs/formats.md: ``indices``, ``labels``, ``h``,
-    ``x``)."""
+    the run's activation dump where it has one (``sources.activations``), else computed by an eval-mode forward of
+    the snapshot on the same samples; ``fields`` holds what the dump holds (docs/formats.md: ``indices``,
+    ``labels``, ``h``, ``x``)."""
+    dump_dir = sources.activations
     if dump_dir is None:
-        data = datasets.load(data_path, device=analysis_device())
-        rows, x, y = analysis_samples(data, train_spec, samples)
-    for step, model in models(snapshot_dir, steps, log):
+        data = datasets.load(sources.data, device=analysis_device())
+        rows, x, y = analysis_samples(data, sources.train_spec, samples)
+    for step, model in models(sources.snapshots, steps, log):
         if dump_dir is not None:
             yield step, model, activations.read(Path(dump_dir) / activations.dump_name(step), "train")
             continue

@@ -25,15 +25,7 @@ def run(run: str, sources: Sources, steps: Sequence[int], settings: Mapping[str,
     data = datasets.load(sources.data)
     classes = int(max(data.train_y.max(), data.test_y.max())) + 1
     curves, rows = [], []
-    fields_by_step = training_fields(
-        sources.snapshots,
-        sources.activations,
-        steps,
-        data_path=sources.data,
-        train_spec=sources.train_spec,
-        samples=settings["samples"],
-        log=log,
-    )
+    fields_by_step = training_fields(sources, steps, settings["samples"], log)
     for step, _, dump in fields_by_step:
         inputs = data.train_x[torch.as_tensor(dump["indices"])]
         result = layer_geometry(

@@ -32,15 +32,7 @@ NEURON_COLUMNS = ["run", "step", "layer", "neuron", "score", "z", "opm"]
 def run(run: str, sources: Sources, steps: Sequence[int], settings: Mapping[str, Any], log=print) -> dict:
     curves, neurons, rows = [], [], []
     device = analysis_device()
-    fields_by_step = training_fields(
-        sources.snapshots,
-        sources.activations,
-        steps,
-        data_path=sources.data,
-        train_spec=sources.train_spec,
-        samples=settings["samples"],
-        log=log,
-    )
+    fields_by_step = training_fields(sources, steps, settings["samples"], log)
     for step, model, dump in fields_by_step:
         fields = [torch.as_tensor(h, device=device) for h in dump["h"]]
         fractions = []
