@@ -180,7 +180,7 @@ def netdyn_training(
     x = torch.as_tensor(images.reshape(len(images), -1)).to(device, torch.float32) / 255.0
     y = torch.as_tensor(labels).long().to(device)
     model = build(model_spec, generator_seed=train["seed"]).to(device)
-    optimizer = make_optimizer(model, train)
+    optimizer = make_optimizer(model.parameters(), train)
     model.train()
     for step in range(steps):
         index = batch_indices(step, len(y), batch, train["seed"]).to(device)
@@ -209,7 +209,7 @@ def conventional_training(
     else:  # the agreement check: exactly netdyn's batches
         loader = DataLoader(dataset, batch_sampler=[b.tolist() for b in batch_order])
     model = build(model_spec, generator_seed=train["seed"]).to(device)
-    optimizer = make_optimizer(model, train)
+    optimizer = make_optimizer(model.parameters(), train)
     model.train()
     step = 0
     while step < steps:

@@ -55,6 +55,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "dtype": "float32",
     "device": "auto",
+    "precision": "fp32",
+    "stack": True,
 }
 # Proposed defaults of methods.md (U8, U10-U13, §7, §9, §10); docs/config.md lists each key.
 ANALYSIS_DEFAULTS: dict[str, Any] = {
@@ -303,6 +305,54 @@ def _resolve_analysis(analysis: dict[str, Any], snapshots: list[int], where: str
         steps = sorted(set(steps))
     per_analysis = {name: [snapshots[-1]] if name in analysis["final_step_only"] else steps for name in ANALYSES}
     return {**analysis, "steps": steps, "steps_of": per_analysis}
+
+
+def hidden_widths(model: Mapping[str, Any]) -> list[int]:
+    """The hidden widths of a resolved model spec: ``widths`` when given, else ``depth`` copies of ``width``."""
+    return list(model["widths"]) if model.get("widths") is not None else [model["width"]] * model["depth"]
+
+
+def stack_key(run: Mapping[str, Any]) -> tuple:
+    """Runs with equal keys can train together, stacked (netdyn.stacked): the same layers, activation, BatchNorm,
+    presence of Dropout, loss, optimizer, batch size, snapshot schedule, dtype, device and precision. Seeds, learning
+    rates, momentum, weight decay, dropout rates, init, alpha and the training subset may differ within a group."""
+    model, train = run["model"], run["train"]
+    return (
+        run["dataset"],
+        model["input_size"],
+        tuple(hidden_widths(model)),
+        model["classes"],
+        model["activation"],
+        bool(model.get("batchnorm")),
+        float(model.get("dropout") or 0.0) > 0,
+        train["loss"],
+        train["optimizer"],
+        train["batch_size"],
+        train["steps"],
+        tuple(run["snapshots"]),
+        train["dtype"],
+        train["device"],
+        train.get("precision", "fp32"),
+    )
+
+
+def stack_groups(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """The stacked-training groups: per experiment, the runs with ``train.stack`` set that share a :func:`stack_key`,
+    where there are at least two (a lone run trains by itself). Named ``<experiment>/stack<k>``, numbered in the
+    order of their first run; membership, not the name, is what the workflow's rerun decisions follow."""
+    by_key: dict[tuple, list[str]] = {}
+    for run, spec in runs.items():
+        if "external" in spec or not spec["train"].get("stack", True):
+            continue
+        by_key.setdefault((spec["experiment"], stack_key(spec)), []).append(run)
+    groups: dict[str, list[str]] = {}
+    counters: dict[str, int] = {}
+    for (experiment, _), members in by_key.items():
+        if len(members) < 2:
+            continue
+        counters[experiment] = counters.get(experiment, 0) + 1
+        groups[f"{experiment}/stack{counters[experiment]}"] = members
+    return groups
 
 
 def training_spec(run: Mapping[str, Any]) -> dict[str, Any]:

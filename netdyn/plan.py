@@ -1,9 +1,10 @@
 """What a config will cost before it runs: ``netdyn plan [--configfile F]`` (docs/presets.md "Planning a preset").
 
-Per experiment and in total: runs, the groups that stacked training would form (runs sharing the network shape,
-batch size, step count and dtype; issue 12 section 1), training steps, training FLOP, snapshots, activation-dump
-bytes, jobs per rule, and predicted time on this project's 2-core CPU and on a GPU class. It also says which claims
-the config's design can settle (``netdyn.claims.design_check``). Torch-free: it reads only the config.
+Per experiment and in total: runs, the groups stacked training forms (netdyn.config.stack_groups: runs of one
+experiment sharing the network shape, batch size and snapshot schedule; a lone run is a group of one), training
+steps, training FLOP, snapshots, activation-dump bytes, jobs per rule, and predicted time on this project's 2-core
+CPU and on a GPU class. It also says which claims the config's design can settle (``netdyn.claims.design_check``).
+Torch-free: it reads only the config.
 
 The cost model, per job (a model, not a measurement; its constants and where they were measured are below):
 
@@ -12,7 +13,8 @@ The cost model, per job (a model, not a measurement; its constants and where the
   (the train-mode readings); an analysis's forward passes over its samples (basins: one per amplitude and
   repeat / draw; pruning: one over its fitting and test samples plus the LP solves; RPD and geometry: one; the
   projection: train and test splits, twice with BatchNorm);
-* plus a fixed start-up per job and a per-step overhead per layer (the Python loop, kernel launches);
+* plus a fixed start-up per job and a per-step overhead per layer (the Python loop, kernel launches), paid once per
+  stacked group: its members share one job and one loop;
 * the CPU wall time is the job time over the cores, plus Snakemake's own bookkeeping per job.
 """
 
@@ -32,8 +34,10 @@ from netdyn.config import (
     dataset_definition,
     dump_bytes,
     dump_steps,
+    hidden_widths,
     load_config,
     load_yaml,
+    stack_groups,
     writes_dumps,
 )
 from netdyn.stages import STAGES
@@ -55,13 +59,9 @@ GPUS = {
 SMALL_LAYER = 256 * 256  # multiply-adds per sample below which a layer's matmuls run at the small-matrix rate
 
 
-def _widths(model: Mapping[str, Any]) -> list[int]:
-    return list(model["widths"]) if model.get("widths") is not None else [model["width"]] * model["depth"]
-
-
 def model_macs(model: Mapping[str, Any]) -> tuple[int, list[int]]:
     """Multiply-adds per sample of a forward pass, and the size of each layer's weight matrix."""
-    sizes = [model["input_size"], *_widths(model), model["classes"]]
+    sizes = [model["input_size"], *hidden_widths(model), model["classes"]]
     layers = [a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
     return sum(layers), layers
 
@@ -69,26 +69,6 @@ def model_macs(model: Mapping[str, Any]) -> tuple[int, list[int]]:
 def _sizes(run: Mapping[str, Any]) -> tuple[int, int]:
     n_train = run["train"]["n_train"] or KNOWN_TRAIN_SIZES.get(run["dataset"], 60000)
     return n_train, KNOWN_TEST_SIZES.get(run["dataset"], 10000)
-
-
-def stack_key(run: Mapping[str, Any]) -> tuple:
-    """Runs with equal keys could train together, stacked: the same layers, activation, loss, optimizer, batch size,
-    step count and dtype. Seeds, learning rates, weight decay, dropout rates, init scales and the training subset
-    may differ within a group (issue 12 section 1)."""
-    model, train = run["model"], run["train"]
-    return (
-        run["dataset"],
-        model["input_size"],
-        tuple(_widths(model)),
-        model["classes"],
-        model["activation"],
-        bool(model.get("batchnorm")),
-        train["loss"],
-        train["optimizer"],
-        train["batch_size"],
-        train["steps"],
-        train["dtype"],
-    )
 
 
 def _analysis_flop(run: Mapping[str, Any], stage: str, macs: int) -> tuple[float, float]:
@@ -99,7 +79,7 @@ def _analysis_flop(run: Mapping[str, Any], stage: str, macs: int) -> tuple[float
     n_train, n_test = _sizes(run)
     samples = min(analysis["samples"] or n_train, n_train)
     if stage in ("rpd", "geometry"):
-        return 2 * macs * samples, 20 * samples * math.log2(max(samples, 2)) * sum(_widths(model))
+        return 2 * macs * samples, 20 * samples * math.log2(max(samples, 2)) * sum(hidden_widths(model))
     if stage == "basins":
         grids = analysis["input_amplitudes"]["num"] * analysis["input_repeats"]
         grids += analysis["weight_amplitudes"]["num"] * analysis["weight_draws"]
@@ -107,7 +87,7 @@ def _analysis_flop(run: Mapping[str, Any], stage: str, macs: int) -> tuple[float
     if stage == "pruning":
         fit = min(analysis["lp_train_samples"] or n_train, n_train)
         test = min(analysis["test_samples"] or n_test, n_test)
-        return 2 * macs * (fit + test), sum(2 * fit * width * width for width in _widths(model))
+        return 2 * macs * (fit + test), sum(2 * fit * width * width for width in hidden_widths(model))
     if stage == "projection":
         return 2 * macs * (n_train + n_test) * (2 if bn else 1), 0.0
     if stage == "bn_modes":
@@ -123,8 +103,12 @@ def _rate(layers: list[int], device: Mapping[str, float]) -> float:
     return total / (slow / small + (total - slow) / device["flop_rate"])
 
 
-def run_cost(run: Mapping[str, Any], device: Mapping[str, float], dumps: Mapping[str, Any]) -> dict[str, Any]:
-    """Jobs and predicted job-seconds of one run on ``device`` (training, dumps, stages, collect)."""
+def run_cost(
+    run: Mapping[str, Any], device: Mapping[str, float], dumps: Mapping[str, Any], stacked: str | None = None
+) -> dict[str, Any]:
+    """Jobs and predicted job-seconds of one run on ``device`` (training, dumps, stages, collect). ``stacked``: the
+    run trains in a stack group, as its ``first`` member (which carries the group's job, start-up and loop) or as a
+    ``member`` (its compute only)."""
     macs, layers = model_macs(run["model"])
     rate = _rate(layers, device)
     n_train, n_test = _sizes(run)
@@ -132,9 +116,10 @@ def run_cost(run: Mapping[str, Any], device: Mapping[str, float], dumps: Mapping
     snapshots = len(run["snapshots"])
     history = 2 * macs * (n_train + n_test) * (2 if run["model"].get("batchnorm") else 1)
     train_flop = 6 * macs * batch * steps
-    seconds = device["startup_s"] + (train_flop + history * snapshots) / rate
-    seconds += steps * len(layers) * device["step_layer_s"]
-    jobs = {"train": 1}
+    seconds = (train_flop + history * snapshots) / rate
+    if stacked != "member":
+        seconds += device["startup_s"] + steps * len(layers) * device["step_layer_s"]
+    jobs = {"train_stack" if stacked else "train": 0 if stacked == "member" else 1}
     requested = run["analysis"]["run"]
     dumped = writes_dumps(run, dumps)
     if dumped:  # one forward per dumped step, shared by the stages that read the fields
@@ -166,17 +151,19 @@ def plan(config: Mapping[str, Any], schema: str | Path = ROOT / "schemas" / "con
 
     runs = load_config(config, schema)
     dumps = config.get("dumps", {})
+    groups = stack_groups(runs)
+    stacked = {run: "first" if run == members[0] else "member" for members in groups.values() for run in members}
     rows: dict[str, dict[str, Any]] = {}
     jobs: dict[str, int] = {}
-    for spec in runs.values():
-        cpu = run_cost(spec, CPU, dumps)
+    for run, spec in runs.items():
+        cpu = run_cost(spec, CPU, dumps, stacked.get(run))
         row = rows.setdefault(
             spec["experiment"],
             {"experiment": spec["experiment"], "runs": 0, "groups": set(), "steps": 0, "train_flop": 0.0,
              "snapshots": 0, "dump_gb": 0.0, "jobs": 0, "cpu_job_s": 0.0, **{f"{g}_s": 0.0 for g in GPUS}},
         )  # fmt: skip
         row["runs"] += 1
-        row["groups"].add(stack_key(spec))
+        row["groups"].add(next((g for g, members in groups.items() if run in members), run))
         row["steps"] += cpu["steps"]
         row["train_flop"] += cpu["train_flop"]
         row["snapshots"] += cpu["snapshots"]
@@ -184,7 +171,7 @@ def plan(config: Mapping[str, Any], schema: str | Path = ROOT / "schemas" / "con
         row["jobs"] += sum(cpu["jobs"].values())
         row["cpu_job_s"] += cpu["seconds"]
         for name, device in GPUS.items():
-            row[f"{name}_s"] += run_cost(spec, device, dumps)["seconds"]
+            row[f"{name}_s"] += run_cost(spec, device, dumps, stacked.get(run))["seconds"]
         for rule, count in cpu["jobs"].items():
             jobs[rule] = jobs.get(rule, 0) + count
     experiments = [{**row, "groups": len(row["groups"])} for row in rows.values()]

@@ -9,6 +9,7 @@ which clears a job's outputs before rerunning it, never deletes the state a resu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -19,12 +20,11 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from netdyn import data as datasets
@@ -52,13 +52,34 @@ def batches_per_epoch(n: int, batch_size: int) -> int:
     return max(1, n // batch_size)
 
 
+def epoch_order(epoch: int, n: int, seed: int) -> torch.Tensor:
+    """The order of the ``n`` training rows in ``epoch``: a permutation seeded by (seed, epoch), drawn on the CPU so
+    that a run's batches are the same on every device."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
 def batch_indices(step: int, n: int, batch_size: int, seed: int) -> torch.Tensor:
     """Indices of the training batch used at ``step``: a fresh permutation per epoch, seeded by (seed, epoch)."""
+    epoch, position = divmod(step, batches_per_epoch(n, batch_size))
+    return epoch_order(epoch, n, seed)[position * batch_size : (position + 1) * batch_size]
+
+
+def batch_sampler(
+    n: int, batch_size: int, seed: int, device: torch.device, rows: torch.Tensor | None = None
+) -> Callable[[int], torch.Tensor]:
+    """``sample(step)``: :func:`batch_indices` of ``step`` on ``device`` (mapped through ``rows`` when given), with one
+    permutation drawn and moved per epoch instead of one per step; the batches are exactly those of batch_indices."""
     per_epoch = batches_per_epoch(n, batch_size)
-    epoch, position = divmod(step, per_epoch)
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(n, generator=generator)
-    return order[position * batch_size : (position + 1) * batch_size]
+    current: dict[str, Any] = {"epoch": None, "order": None}
+
+    def sample(step: int) -> torch.Tensor:
+        epoch, position = divmod(step, per_epoch)
+        if current["epoch"] != epoch:
+            order = epoch_order(epoch, n, seed).to(device)
+            current.update(epoch=epoch, order=order if rows is None else rows[order])
+        return current["order"][position * batch_size : (position + 1) * batch_size]
+
+    return sample
 
 
 # torch.optim wraps its methods so that torch.compile leaves them alone; the wrappers import torch._dynamo on first
@@ -82,19 +103,21 @@ def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
         inspect.unwrap(type(optimizer).step)(optimizer)
 
 
-def make_optimizer(model: nn.Module, train: Mapping[str, Any]) -> torch.optim.Optimizer:
+def make_optimizer(parameters: Iterable[torch.Tensor], train: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """The optimizer ``train.optimizer`` names, over ``parameters``."""
+    parameters = list(parameters)
     for klass in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD):
         _eager_only(klass)  # before __init__, which calls a wrapped method
     name = train["optimizer"]
     # The fused kernels update every parameter in one pass (about 6x faster than the default foreach update on the
     # CPU: 15% of a grokking-net step); same algorithm, different float rounding.
     if name == "adam":
-        return torch.optim.Adam(model.parameters(), lr=train["lr"], weight_decay=train["weight_decay"], fused=True)
+        return torch.optim.Adam(parameters, lr=train["lr"], weight_decay=train["weight_decay"], fused=True)
     if name == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=train["lr"], weight_decay=train["weight_decay"], fused=True)
+        return torch.optim.AdamW(parameters, lr=train["lr"], weight_decay=train["weight_decay"], fused=True)
     if name == "sgd":
         return torch.optim.SGD(
-            model.parameters(), lr=train["lr"], momentum=train["momentum"], weight_decay=train["weight_decay"]
+            parameters, lr=train["lr"], momentum=train["momentum"], weight_decay=train["weight_decay"]
         )
     raise ValueError(f"train.optimizer: unknown {name!r}; choose adam, adamw or sgd")
 
@@ -104,7 +127,29 @@ def spec_digest(spec: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _rng_state() -> dict[str, Any]:
+def forward_precision(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The numeric mode of the training forward and backward pass (``train.precision``, docs/config.md).
+
+    ``fp32`` computes as written. ``tf32`` lets CUDA matmuls use TF32 tensor cores (10-bit mantissa products,
+    float32 accumulation; no effect on the CPU); it sets the process-wide flags, which is right for a training job.
+    ``bf16`` runs the pass under autocast in bfloat16 while weights, gradients and optimizer state stay float32.
+    Snapshot evaluation always runs in the run's dtype: the measurements do not depend on the training precision.
+    """
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "tf32":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise ValueError(f"train.precision: unknown {precision!r}; choose from {list(PRECISIONS)}")
+
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -117,9 +162,11 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _latest_resumable(cache: Path, digest: str) -> dict[str, Any] | None:
-    """The newest readable cached snapshot written for this exact spec, or None."""
+def latest_resumable(cache: Path, digest: str, at_most: int | None = None) -> dict[str, Any] | None:
+    """The newest readable cached snapshot written for this exact spec (at step ``at_most`` or before), or None."""
     for path in sorted(cache.glob("step*.pt"), reverse=True):
+        if at_most is not None and int(path.stem[4:]) > at_most:
+            continue
         try:
             payload = snapshots.read(path)
         except snapshots.SnapshotError:
@@ -127,6 +174,93 @@ def _latest_resumable(cache: Path, digest: str) -> dict[str, Any] | None:
         if payload.get("digest") == digest and not payload.get("diverged"):
             return payload
     return None
+
+
+class RunPaths(NamedTuple):
+    """Where one run's training outputs go (rule train's outputs)."""
+
+    snapshots: Path
+    history: Path
+    run_json: Path
+
+    @property
+    def cache(self) -> Path:
+        """The resume cache beside the snapshots (see the module docstring)."""
+        return Path(self.snapshots).parent / ".train-resume"
+
+
+def training_rows(data: datasets.Dataset, train_spec: Mapping[str, Any], device: torch.device) -> torch.Tensor:
+    """The rows of the training split that the run trains on, as a tensor on ``device``."""
+    return torch.as_tensor(training_indices(data.train_y.cpu().numpy(), train_spec), device=device)
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+
+
+def history_row(measured: Mapping[str, float], step: int, n: int, batch_size: int, started: float) -> dict[str, Any]:
+    return {
+        "step": step,
+        "epoch": step / batches_per_epoch(n, batch_size),
+        **measured,
+        "wall_time": time.time() - started,
+    }
+
+
+def is_finite_row(row: Mapping[str, float]) -> bool:
+    """A snapshot whose training loss or weight norm is not finite marks the run as diverged."""
+    return math.isfinite(row["train_loss"]) and math.isfinite(row["weight_norm"])
+
+
+def finish_run(
+    spec: Mapping[str, Any],
+    paths: RunPaths,
+    history: list[dict[str, Any]],
+    diverged_at: int | None,
+    *,
+    started: float,
+    n_train: int,
+    device: torch.device,
+    resumed_from: int | None,
+    log: Callable[[str], None],
+    **extra: Any,
+) -> dict[str, Any]:
+    """Move the cached snapshots into place (divergence markers from ``diverged_at`` on), write history.csv and
+    run.json, drop the resume cache and log a one-line summary; returns the run record."""
+    schedule = sorted(int(s) for s in spec["snapshots"])
+    snapshot_dir = Path(paths.snapshots)
+    snapshot_dir.mkdir(parents=True, exist_ok=True)
+    for step in schedule:
+        final = snapshot_dir / snapshots.snapshot_name(step)
+        final.unlink(missing_ok=True)
+        if diverged_at is not None and step >= diverged_at:
+            snapshots.save_divergence_marker(final, step, diverged_at, dict(spec))
+        else:
+            os.link(paths.cache / snapshots.snapshot_name(step), final)
+
+    status = "diverged" if diverged_at is not None else "completed"
+    record_json = write_run(
+        paths.history,
+        paths.run_json,
+        history,
+        spec,
+        started=started,
+        n_train=n_train,
+        device=device_name(device),
+        status=status,
+        diverged_at=diverged_at,
+        resumed_from=resumed_from,
+        **extra,
+    )
+    shutil.rmtree(paths.cache, ignore_errors=True)
+    last = history[-1] if history else {}
+    log(
+        f"{spec['run']}: {status}"
+        + (f" at step {diverged_at}" if diverged_at is not None else "")
+        + f", {len(history)} snapshots, final train_acc={last.get('train_acc', math.nan):.4f}"
+        f" test_acc={last.get('test_acc', math.nan):.4f}, {record_json['wall_time_s']:.1f} s"
+    )
+    return record_json
 
 
 def train_run(
@@ -150,22 +284,23 @@ def train_run(
     schedule = sorted(int(s) for s in spec["snapshots"])
     total = schedule[-1]
     digest = spec_digest(spec)
-    snapshot_dir = Path(snapshot_dir)
-    cache = snapshot_dir.parent / ".train-resume"
+    paths = RunPaths(Path(snapshot_dir), Path(history_path), Path(run_json_path))
+    cache = paths.cache
     cache.mkdir(parents=True, exist_ok=True)
 
     device = resolve_device(train_spec["device"])
     dtype = getattr(torch, train_spec["dtype"])
+    precision = forward_precision(train_spec.get("precision", "fp32"), device)
     data = datasets.load(data_path, device=device, dtype=dtype)
-    subset = torch.as_tensor(training_indices(data.train_y.cpu().numpy(), train_spec), device=device)
+    subset = training_rows(data, train_spec, device)
     x_train, y_train = data.train_x[subset], data.train_y[subset]
     n, batch_size, seed = len(y_train), int(train_spec["batch_size"]), int(train_spec["seed"])
 
     model = build(spec["model"], generator_seed=seed).to(device=device, dtype=dtype)
-    optimizer = make_optimizer(model, train_spec)
+    optimizer = make_optimizer(model.parameters(), train_spec)
     history: list[dict[str, Any]] = []
     start = 0
-    resumed = _latest_resumable(cache, digest)
+    resumed = latest_resumable(cache, digest)
     if resumed is not None:
         model.load_state_dict(resumed["state_dict"])
         optimizer.load_state_dict(resumed["optimizer"])
@@ -174,21 +309,13 @@ def train_run(
         start = int(resumed["step"])
         log(f"resuming {spec['run']} from its snapshot at step {start}")
 
-    def record(step: int) -> dict[str, Any]:
+    def snapshot(step: int) -> bool:
+        """Evaluate and save the snapshot at ``step``; False when the model has diverged."""
         measured = snapshot_metrics(
             model, (x_train, y_train), (data.test_x, data.test_y), train_spec["loss"], batch_size, seed
         )
-        return {
-            "step": step,
-            "epoch": step / batches_per_epoch(n, batch_size),
-            **measured,
-            "wall_time": time.time() - started,
-        }
-
-    def snapshot(step: int) -> bool:
-        """Evaluate and save the snapshot at ``step``; False when the model has diverged."""
-        row = record(step)
-        if not (math.isfinite(row["train_loss"]) and math.isfinite(row["weight_norm"])):
+        row = history_row(measured, step, n, batch_size, started)
+        if not is_finite_row(row):
             return False
         history.append(row)
         snapshots.save(
@@ -199,7 +326,7 @@ def train_run(
                 "digest": digest,
                 "state_dict": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
-                "rng": _rng_state(),
+                "rng": rng_state(),
                 "history": history,
             },
         )
@@ -208,14 +335,16 @@ def train_run(
 
     diverged_at = None
     scheduled = set(schedule)
+    sample = batch_sampler(n, batch_size, seed, device)
     progress = tqdm(total=total, initial=start, desc=spec["run"], file=sys.stderr, mininterval=2.0, unit="step")
     if resumed is None and not snapshot(0):
         diverged_at = 0
     step = start
     while diverged_at is None and step < total:
-        index = batch_indices(step, n, batch_size, seed).to(device)
+        index = sample(step)
         model.train()
-        loss = loss_value(model(x_train[index]), y_train[index], train_spec["loss"])
+        with precision:
+            loss = loss_value(model(x_train[index]), y_train[index], train_spec["loss"])
         if not torch.isfinite(loss):
             diverged_at = step
             break
@@ -227,35 +356,14 @@ def train_run(
         if step in scheduled and not snapshot(step):
             diverged_at = step
     progress.close()
-
-    snapshot_dir.mkdir(parents=True, exist_ok=True)
-    for step in schedule:
-        final = snapshot_dir / snapshots.snapshot_name(step)
-        final.unlink(missing_ok=True)
-        if diverged_at is not None and step >= diverged_at:
-            snapshots.save_divergence_marker(final, step, diverged_at, dict(spec))
-        else:
-            os.link(cache / snapshots.snapshot_name(step), final)
-
-    status = "diverged" if diverged_at is not None else "completed"
-    record_json = write_run(
-        history_path,
-        run_json_path,
-        history,
+    return finish_run(
         spec,
+        paths,
+        history,
+        diverged_at,
         started=started,
         n_train=n,
-        device=torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        status=status,
-        diverged_at=diverged_at,
+        device=device,
         resumed_from=start if resumed is not None else None,
+        log=log,
     )
-    shutil.rmtree(cache, ignore_errors=True)
-    last = history[-1] if history else {}
-    log(
-        f"{spec['run']}: {status}"
-        + (f" at step {diverged_at}" if diverged_at is not None else "")
-        + f", {len(history)} snapshots, final train_acc={last.get('train_acc', math.nan):.4f}"
-        f" test_acc={last.get('test_acc', math.nan):.4f}, {record_json['wall_time_s']:.1f} s"
-    )
-    return record_json

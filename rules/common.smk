@@ -17,6 +17,7 @@ from netdyn.config import (
     figure_roles as experiments_by_role,
     figure_settings,
     load_config,
+    stack_groups,
     training_spec,
     writes_dumps,
 )
@@ -37,6 +38,21 @@ print(
 EXTERNAL_RUNS = [run for run, spec in RUNS.items() if "external" in spec]
 # Runs imported from checkpoints; "(?!)" matches nothing when there are none.
 EXTERNAL_PATTERN = "|".join(re.escape(run) for run in EXTERNAL_RUNS) or "(?!)"
+# Stacked-training groups (netdyn.config.stack_groups): each trains in one job of its own rule (rules/train.smk);
+# every other run has a job of rule train.
+STACKS = stack_groups(RUNS)
+STACKED_RUNS = {run for members in STACKS.values() for run in members}
+SINGLE_PATTERN = (
+    "|".join(re.escape(run) for run in RUNS if run not in STACKED_RUNS) or "(?!)"
+)
+
+
+NON_WORD = re.compile(r"\W")
+
+
+def stack_rule(group):
+    """The name of stack group ``group``'s training rule: ``train_<experiment>_stack<k>``."""
+    return f"train_{NON_WORD.sub('_', group)}"
 
 
 def external_checkpoints(wildcards):

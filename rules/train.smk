@@ -10,6 +10,8 @@ rule train:
         "results/logs/train/{run}.log",
     benchmark:
         "results/benchmarks/train/{run}.tsv"
+    wildcard_constraints:
+        run=SINGLE_PATTERN,
     conda:
         "../envs/netdyn.yaml"
     threads: 1
@@ -19,6 +21,36 @@ rule train:
         spec=run_training_spec,
     script:
         "../workflow_scripts/train.py"
+
+
+# One rule per stack group: its runs train together in one job (netdyn.stacked). Changing any member's training
+# settings reruns the group's job, and so every member's downstream jobs, and nothing of other groups.
+for group, members in STACKS.items():
+
+    rule:
+        name:
+            stack_rule(group)
+        input:
+            data=f"results/data/{RUNS[members[0]]['dataset']}.h5",
+            code=code_inputs("train_stack"),
+        output:
+            snapshots=[directory(f"results/runs/{run}/snapshots") for run in members],
+            history=[f"results/runs/{run}/history.csv" for run in members],
+            run_json=[f"results/runs/{run}/run.json" for run in members],
+        log:
+            f"results/logs/train_stack/{group}.log",
+        benchmark:
+            f"results/benchmarks/train_stack/{group}.tsv"
+        conda:
+            "../envs/netdyn.yaml"
+        threads: 1
+        resources:
+            gpu=1,
+        params:
+            group=group,
+            specs=[training_spec(RUNS[run]) for run in members],
+        script:
+            "../workflow_scripts/train_stack.py"
 
 
 ruleorder: import_run > train

@@ -143,6 +143,8 @@ def script_of(rule: str, wildcards: dict[str, str]) -> tuple[str, list[str]]:
         return "analyse", [f"netdyn.stages.{rule.removeprefix('analyse_')}"]
     if rule == "figure":
         return "figure", [f"netdyn.figures.{wildcards['figure']}"]
+    if re.fullmatch(r"train_\w+_stack\d+", rule):  # one rule per stack group, one script
+        return "train_stack", []
     return rule, []
 
 

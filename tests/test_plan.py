@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from netdyn.config import load_config, load_yaml
-from netdyn.plan import CPU, model_macs, plan, run_cost, stack_key
+from netdyn.config import load_config, load_yaml, stack_key
+from netdyn.plan import CPU, model_macs, plan, run_cost
 from tests.conftest import ROOT
 from tests.test_presets import SCHEMA, job_counts
 
@@ -47,6 +47,10 @@ def test_seed_replicates_stack_and_other_shapes_do_not():
     assert by_width[16] != by_width[32]
     experiments = {row["experiment"]: row for row in plan(tiny_config())["experiments"]}
     assert experiments["seeds"]["runs"] == 6 and experiments["seeds"]["groups"] == 2
+    # A group pays one job's start-up and loop: its second and third members cost their compute only.
+    first, member = (run_cost(runs["seeds/w16_s00"], CPU, {}, role) for role in ("first", "member"))
+    assert first["jobs"]["train_stack"] == 1 and member["jobs"]["train_stack"] == 0
+    assert first["seconds"] - member["seconds"] >= CPU["startup_s"]
 
 
 @pytest.mark.parametrize("preset", PRESETS)

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from netdyn.claims import CLAIMS, design_check, design_runs
-from netdyn.config import dataset_definition, load_config, load_yaml
+from netdyn.config import dataset_definition, load_config, load_yaml, stack_groups
 from tests.conftest import ROOT
 
 SCHEMA = ROOT / "schemas" / "config.schema.yaml"
@@ -48,14 +48,21 @@ def job_counts(preset: str) -> dict[str, int]:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "activation dumps at most" in result.stderr  # the disk estimate every dry run prints
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", result.stdout + result.stderr, re.M)}
+    listed = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", result.stdout + result.stderr, re.M)}
+    counts: dict[str, int] = {}
+    for rule, count in listed.items():  # one rule per stack group, counted together
+        folded = "train_stack" if re.fullmatch(r"train_\w+_stack\d+", rule) else rule
+        counts[folded] = counts.get(folded, 0) + count
+    return counts
 
 
 @pytest.mark.parametrize("preset", ["config.yaml", "presets/paper.yaml", "presets/fashion.yaml"])
 def test_preset_dag_builds_with_one_training_and_collect_per_run(preset):
     runs = load_config(load_yaml(ROOT / preset), SCHEMA)
     counts = job_counts(preset)
-    assert counts["train"] == counts["collect"] == len(runs)
+    groups = stack_groups(runs)
+    assert counts["train"] + sum(len(members) for members in groups.values()) == counts["collect"] == len(runs)
+    assert counts.get("train_stack", 0) == len(groups) > 0
     assert counts["figure"] == 8 and counts["claims"] == 1
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
 
@@ -71,6 +78,8 @@ def test_every_rule_that_runs_a_model_declares_a_gpu():
     for block in re.split(r"\n(?=rule )", text)[1:]:
         name = block.split(":")[0].removeprefix("rule ").strip()
         assert ("gpu=1" in block) == (name in GPU_RULES), name
+    stack_rules = text.split("for group, members in STACKS.items():")[1]
+    assert "gpu=1" in stack_rules.split("\nrule ")[0]  # the stack groups' training rules
 
 
 # The claims each preset is designed to settle. mnist5k and Fashion-MNIST cannot settle what needs the full MNIST

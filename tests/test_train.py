@@ -191,7 +191,7 @@ spec = tiny_spec(optimizer="{{name}}")
 weights = []
 for plain in (False, True):
     model = build(spec["model"], generator_seed=0)
-    optimizer = make_optimizer(model, spec["train"])
+    optimizer = make_optimizer(model.parameters(), spec["train"])
     for step in range(3):
         model(torch.ones(4, 784)).square().mean().backward()
         optimizer.step() if plain else optimizer_step(optimizer)

@@ -185,6 +185,20 @@ def test_changing_one_runs_lr_reruns_only_that_run(tiny_workflow):
     changed.write_text(yaml.safe_dump(config))
     output = snakemake(tiny_workflow, "-n", "--cores", "1", config=changed).stdout
     assert planned_runs(output, "train") == {"deep/base"}
+    assert "rule train_seeds_stack1:" not in output
+
+
+def test_changing_one_stacked_runs_lr_reruns_its_group_and_nothing_else(tiny_workflow):
+    config = yaml.safe_load(TINY.read_text())
+    config["experiments"]["seeds"]["train"] = {"lr": 0.002}
+    changed = tiny_workflow / "changed_stack.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    output = snakemake(tiny_workflow, "-n", "--cores", "1", config=changed).stdout
+    jobs = re.findall(r"^(?:local)?rule (\w+):", output, re.M)
+    assert jobs.count("train_seeds_stack1") == 1 and "train" not in jobs
+    downstream = {"analyse_rpd", "collect"}
+    assert {planned_runs(output, rule) == {"seeds/s00", "seeds/s01"} for rule in downstream} == {True}
+    assert set(jobs) <= {"train_seeds_stack1", *downstream, "aggregate", "all"}
 
 
 def test_changing_a_figure_setting_redraws_that_figure_only(tiny_workflow):
@@ -212,6 +226,7 @@ def dry_run_after_editing(workdir: Path, module: str) -> str:
 def test_editing_the_training_code_reruns_every_training(tiny_workflow):
     output = dry_run_after_editing(tiny_workflow, "train")
     assert planned_runs(output, "train") == {"shallow/tanh", "shallow/linear", "deep/base", "diverging/base"}
+    assert "rule train_seeds_stack1:" in output  # the stacked trainer imports netdyn.train
 
 
 def rules_rerun_after_editing(workdir: Path, module: str) -> set[str]:

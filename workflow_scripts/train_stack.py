@@ -1,0 +1,15 @@
+"""Rule train_<experiment>_stack<k>: one stack group's runs trained together (netdyn.stacked)."""
+
+from netdyn.logs import logged
+from netdyn.stacked import train_group
+from netdyn.train import RunPaths
+
+with logged(snakemake.log[0]):
+    outputs = snakemake.output
+    train_group(
+        snakemake.params.specs,
+        snakemake.input.data,
+        [RunPaths(*paths) for paths in zip(outputs.snapshots, outputs.history, outputs.run_json, strict=True)],
+        threads=snakemake.threads,
+        name=snakemake.params.group,
+    )
