@@ -34,6 +34,7 @@ def test_smoke_run_every_row_agrees_with_positive_ratio(tmp_path):
         "LP pruning of one layer",
         "activation dump of one snapshot",
     }
+    assert sum(r["workload"].startswith("stacked training, 2 seeds") for r in rows) == 1
     assert expected <= {r["workload"] for r in rows}
     assert sum(r["workload"].startswith("train ") for r in rows) == 2
     for r in rows:

@@ -213,3 +213,17 @@ def test_groups_form_per_experiment_from_runs_sharing_a_shape():
         "f/drop": run("drop", experiment="f", model__dropout=0.5),
     }
     assert stack_groups(runs) == {"e/stack1": ["e/s0", "e/s1"], "f/stack1": ["f/s0", "f/s1"]}
+
+
+def test_bf16_training_runs_stacked_and_alone_and_learns(synthetic_h5, tmp_path):
+    specs = [member(f"p{i}", steps=60, seed=i, precision="bf16") for i in range(2)]
+    stacked = together(specs, synthetic_h5, tmp_path / "stacked")
+    single = alone(specs[0], synthetic_h5, tmp_path / "alone")
+    fp32 = alone({**specs[0], "train": {**specs[0]["train"], "precision": "fp32"}}, synthetic_h5, tmp_path / "fp32")
+    a, b, c = (snapshot_state(out, 60)["0.weight"] for out in (single, stacked[0], fp32))
+    assert not torch.equal(a, c) and not torch.equal(b, c)  # bfloat16 matmuls really ran
+    assert a.dtype == b.dtype == torch.float32  # the weights stay float32
+    for out in (single, *stacked):
+        history = pd.read_csv(out.history)
+        assert history["train_acc"].iloc[-1] > 0.9 and history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+        assert json.loads(out.run_json.read_text())["spec"]["train"]["precision"] == "bf16"
