@@ -107,8 +107,9 @@ def run_cost(
     run: Mapping[str, Any], device: Mapping[str, float], dumps: Mapping[str, Any], stacked: str | None = None
 ) -> dict[str, Any]:
     """Jobs and predicted job-seconds of one run on ``device`` (training, dumps, stages, collect). ``stacked``: the
-    run trains in a stack group, as its ``first`` member (which carries the group's job, start-up and loop) or as a
-    ``member`` (its compute only)."""
+    run belongs to a stack group, as its ``first`` member (which carries the group's training and analysis jobs,
+    their start-ups and the training loop's overhead) or as a ``member`` (its compute only). A group's jobs count
+    under their base rule (``train``, ``analyse_<stage>``), as snakemake -n's ``<rule>__<group>`` rules do."""
     macs, layers = model_macs(run["model"])
     rate = _rate(layers, device)
     n_train, n_test = _sizes(run)
@@ -119,7 +120,8 @@ def run_cost(
     seconds = (train_flop + history * snapshots) / rate
     if stacked != "member":
         seconds += device["startup_s"] + steps * len(layers) * device["step_layer_s"]
-    jobs = {"train_stack" if stacked else "train": 0 if stacked == "member" else 1}
+    own_job = 0 if stacked == "member" else 1
+    jobs = {"train": own_job}
     requested = run["analysis"]["run"]
     dumped = writes_dumps(run, dumps)
     if dumped:  # one forward per dumped step, shared by the stages that read the fields
@@ -128,11 +130,11 @@ def run_cost(
         seconds += device["startup_s"] + 2 * macs * samples * len(dump_steps(run)) / rate
     for stage in STAGES:
         if stage in requested:
-            jobs[f"analyse_{stage}"] = 1
+            jobs[f"analyse_{stage}"] = own_job
             forward, rest = _analysis_flop(run, stage, macs)
             if STAGES[stage].reads_fields and dumped:
                 forward = 0.0
-            seconds += device["startup_s"] + (forward + rest) * len(run["analysis"]["steps_of"][stage]) / rate
+            seconds += device["startup_s"] * own_job + (forward + rest) * len(run["analysis"]["steps_of"][stage]) / rate
     jobs["collect"] = 1
     seconds += device.get("scheduler_s", 0.0) * sum(jobs.values()) + 1.0  # collect: torch-free, about 1 s
     return {

@@ -1,4 +1,5 @@
-# One job per run and analysis stage, covering every analysed snapshot of the run (docs/design.md "The DAG").
+# One job per run and analysis stage, covering every analysed snapshot of the run (docs/design.md "The DAG"); the
+# runs of a stack group share one job per stage (below).
 # Each rule is one entry of the stage registry (netdyn/stages/__init__.py): its inputs, settings and code come
 # from there; its outputs are named after the stage's tables (docs/adding-an-analysis.md).
 
@@ -14,6 +15,8 @@ rule analyse_rpd:
         "results/logs/analyse_rpd/{run}.log",
     benchmark:
         "results/benchmarks/analyse_rpd/{run}.tsv"
+    wildcard_constraints:
+        run=SINGLE_PATTERN,
     conda:
         "../envs/netdyn.yaml"
     resources:
@@ -33,6 +36,8 @@ rule analyse_pruning:
         "results/logs/analyse_pruning/{run}.log",
     benchmark:
         "results/benchmarks/analyse_pruning/{run}.tsv"
+    wildcard_constraints:
+        run=SINGLE_PATTERN,
     conda:
         "../envs/netdyn.yaml"
     resources:
@@ -53,6 +58,8 @@ rule analyse_geometry:
         "results/logs/analyse_geometry/{run}.log",
     benchmark:
         "results/benchmarks/analyse_geometry/{run}.tsv"
+    wildcard_constraints:
+        run=SINGLE_PATTERN,
     conda:
         "../envs/netdyn.yaml"
     params:
@@ -71,6 +78,8 @@ rule analyse_basins:
         "results/logs/analyse_basins/{run}.log",
     benchmark:
         "results/benchmarks/analyse_basins/{run}.tsv"
+    wildcard_constraints:
+        run=SINGLE_PATTERN,
     conda:
         "../envs/netdyn.yaml"
     resources:
@@ -90,6 +99,8 @@ rule analyse_projection:
         "results/logs/analyse_projection/{run}.log",
     benchmark:
         "results/benchmarks/analyse_projection/{run}.tsv"
+    wildcard_constraints:
+        run=SINGLE_PATTERN,
     conda:
         "../envs/netdyn.yaml"
     resources:
@@ -109,6 +120,8 @@ rule analyse_bn_modes:
         "results/logs/analyse_bn_modes/{run}.log",
     benchmark:
         "results/benchmarks/analyse_bn_modes/{run}.tsv"
+    wildcard_constraints:
+        run=SINGLE_PATTERN,
     conda:
         "../envs/netdyn.yaml"
     resources:
@@ -117,6 +130,36 @@ rule analyse_bn_modes:
         **stage_params("bn_modes"),
     script:
         "../workflow_scripts/analyse.py"
+
+
+# A stack group's runs share one job per stage: they were trained together, so a change to any of them reruns them
+# all anyway, and one job pays one start-up. Outputs per member, as above.
+for group in STACKS:
+    members = STACKS[group]
+    for stage in group_stages(group):
+
+        rule:
+            name:
+                group_rule(f"analyse_{stage}", group)
+            input:
+                **group_lists([run_stage_inputs(stage, run) for run in members]),
+                code=code_inputs("analyse", f"netdyn.stages.{stage}"),
+            output:
+                **group_lists([stage_table_paths(stage, run) for run in members]),
+            log:
+                f"results/logs/stacks/{group_rule(f'analyse_{stage}', group)}.log",
+            benchmark:
+                f"results/benchmarks/stacks/{group_rule(f'analyse_{stage}', group)}.tsv"
+            conda:
+                "../envs/netdyn.yaml"
+            resources:
+                gpu=int(STAGES[stage].uses_gpu),
+            params:
+                **group_lists([run_stage_params(stage, run) for run in members]),
+                stage=stage,
+                runs=members,
+            script:
+                "../workflow_scripts/analyse.py"
 
 
 rule collect:

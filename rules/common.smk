@@ -22,7 +22,7 @@ from netdyn.config import (
     writes_dumps,
 )
 from netdyn.imports import code_inputs as closure_of
-from netdyn.stages import STAGES
+from netdyn.stages import STAGES, outputs as stage_outputs
 
 try:
     RUNS = load_config(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -45,14 +45,6 @@ STACKED_RUNS = {run for members in STACKS.values() for run in members}
 SINGLE_PATTERN = (
     "|".join(re.escape(run) for run in RUNS if run not in STACKED_RUNS) or "(?!)"
 )
-
-
-NON_WORD = re.compile(r"\W")
-
-
-def stack_rule(group):
-    """The name of stack group ``group``'s training rule: ``train_<experiment>_stack<k>``."""
-    return f"train_{NON_WORD.sub('_', group)}"
 
 
 def external_checkpoints(wildcards):
@@ -89,61 +81,81 @@ def analysis_setting(key):
     return lambda wildcards: key_sorted(RUNS[wildcards.run]["analysis"][key])
 
 
-def analysis_steps(name):
-    """A params function giving the snapshot steps analysis ``name`` looks at for a run."""
-    return lambda wildcards: RUNS[wildcards.run]["analysis"]["steps_of"][name]
-
-
 def dump_steps(wildcards):
     """Steps that need an activation dump: those of every requested analysis that reads dumps."""
     return steps_to_dump(RUNS[wildcards.run])
-
-
-def activation_input(wildcards):
-    """The run's activation dumps as an input, where it has them (netdyn.config.writes_dumps); without them the
-    analysis computes the fields from the snapshots."""
-    if writes_dumps(RUNS[wildcards.run], DUMPS):
-        return {"activations": f"results/runs/{wildcards.run}/activations"}
-    return {}
 
 
 def run_dataset(wildcards):
     return f"results/data/{RUNS[wildcards.run]['dataset']}.h5"
 
 
-def stage_inputs(name):
-    """An input function for stage ``name``'s rule: the run's snapshots and dataset, its activation dumps where it has
-    them and the stage reads fields, its history and record where the stage reads them, and the code it runs.
-    """
+def run_stage_inputs(name, run):
+    """Stage ``name``'s inputs for ``run``: its snapshots and dataset, its activation dumps where it has them and the
+    stage reads fields, its history and record where the stage reads them."""
     stage = STAGES[name]
+    found = {
+        "snapshots": f"results/runs/{run}/snapshots",
+        "data": f"results/data/{RUNS[run]['dataset']}.h5",
+    }
+    if stage.reads_fields and writes_dumps(RUNS[run], DUMPS):
+        found["activations"] = f"results/runs/{run}/activations"
+    if stage.reads_history:
+        found["history"] = f"results/runs/{run}/history.csv"
+        found["run_json"] = f"results/runs/{run}/run.json"
+    return found
+
+
+def stage_inputs(name):
+    """An input function for stage ``name``'s rule: run_stage_inputs and the code it runs."""
     code = code_inputs("analyse", f"netdyn.stages.{name}")
+    return lambda wildcards: {**run_stage_inputs(name, wildcards.run), "code": code}
 
-    def inputs(wildcards):
-        run = wildcards.run
-        found = {
-            "snapshots": f"results/runs/{run}/snapshots",
-            "data": run_dataset(wildcards),
-        }
-        if stage.reads_fields:
-            found.update(activation_input(wildcards))
-        if stage.reads_history:
-            found["history"] = f"results/runs/{run}/history.csv"
-            found["run_json"] = f"results/runs/{run}/run.json"
-        return {**found, "code": code}
 
-    return inputs
+def run_stage_params(name, run):
+    """Stage ``name``'s params for ``run``: its steps, the run's training spec and its settings."""
+    analysis = RUNS[run]["analysis"]
+    return {
+        "steps": analysis["steps_of"][name],
+        "train_spec": key_sorted(RUNS[run]["train"]),
+        "settings": key_sorted({key: analysis[key] for key in STAGES[name].settings}),
+    }
 
 
 def stage_params(name):
-    """The params of stage ``name``'s rule: the stage, its steps, the run's training spec and its settings."""
-    return {
-        "stage": name,
-        "steps": analysis_steps(name),
-        "train_spec": lambda wildcards: key_sorted(RUNS[wildcards.run]["train"]),
-        "settings": lambda wildcards: key_sorted(
-            {key: RUNS[wildcards.run]["analysis"][key] for key in STAGES[name].settings}
-        ),
+    """The params of stage ``name``'s rule: the stage and run_stage_params."""
+    return {"stage": name} | {
+        key: (lambda wildcards, key=key: run_stage_params(name, wildcards.run)[key])
+        for key in ("steps", "train_spec", "settings")
     }
+
+
+def stage_table_paths(name, run):
+    """``{output name: path}`` of stage ``name``'s tables for ``run`` (netdyn.stages.outputs)."""
+    return {
+        table: (
+            f"results/runs/{run}/parts/{name}.csv"
+            if table == "metrics"
+            else f"results/runs/{run}/{table}.csv"
+        )
+        for table in stage_outputs(name)
+    }
+
+
+def group_rule(rule, group):
+    """The name of stack group ``group``'s job of ``rule``: ``<rule>__<experiment>__stack<k>``."""
+    return f"{rule}__{group.replace('/', '__')}"
+
+
+def group_stages(group):
+    """The stages the group's experiment requests, in registry order."""
+    requested = RUNS[STACKS[group][0]]["analysis"]["run"]
+    return [name for name in STAGES if name in requested]
+
+
+def group_lists(per_run):
+    """``{key: [value of each member]}`` from a list of per-member dicts with the same keys."""
+    return {key: [entry[key] for entry in per_run] for key in per_run[0]}
 
 
 def run_outputs(run):

@@ -29,7 +29,7 @@ for group, members in STACKS.items():
 
     rule:
         name:
-            stack_rule(group)
+            group_rule("train", group)
         input:
             data=f"results/data/{RUNS[members[0]]['dataset']}.h5",
             code=code_inputs("train_stack"),
@@ -38,9 +38,9 @@ for group, members in STACKS.items():
             history=[f"results/runs/{run}/history.csv" for run in members],
             run_json=[f"results/runs/{run}/run.json" for run in members],
         log:
-            f"results/logs/train_stack/{group}.log",
+            f"results/logs/stacks/{group_rule('train', group)}.log",
         benchmark:
-            f"results/benchmarks/train_stack/{group}.tsv"
+            f"results/benchmarks/stacks/{group_rule('train', group)}.tsv"
         conda:
             "../envs/netdyn.yaml"
         threads: 1

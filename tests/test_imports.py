@@ -139,11 +139,12 @@ def jobs_of(dry_run: str) -> list[tuple[str, list[str], dict[str, str]]]:
 
 def script_of(rule: str, wildcards: dict[str, str]) -> tuple[str, list[str]]:
     """The workflow script of a rule and the modules it imports by name (a stage, a figure)."""
+    rule = rule.split("__")[0]  # a stack group's rule <rule>__<experiment>__stack<k> runs <rule>'s script
     if rule.startswith("analyse_"):
         return "analyse", [f"netdyn.stages.{rule.removeprefix('analyse_')}"]
     if rule == "figure":
         return "figure", [f"netdyn.figures.{wildcards['figure']}"]
-    if re.fullmatch(r"train_\w+_stack\d+", rule):  # one rule per stack group, one script
+    if rule == "train" and "run" not in wildcards:
         return "train_stack", []
     return rule, []
 

@@ -79,6 +79,16 @@ def test_tiny_workflow_produces_every_run(tiny_workflow):
     assert deep[["train_loss_bntrain", "train_acc_bntrain", "test_acc_bntrain"]].notna().all().all()
     assert pd.read_csv(runs / "shallow/tanh/history.csv")["train_acc_bntrain"].isna().all()  # no BatchNorm
     assert (tiny_workflow / "results" / "logs" / "train" / "deep" / "base.log").read_text().strip()
+    # The stack group: one training job and one RPD job for both seeds, each run with its own files.
+    for run in ("seeds/s00", "seeds/s01"):
+        record = json.loads((runs / run / "run.json").read_text())
+        assert record["status"] == "completed" and record["stack"]["members"] == ["seeds/s00", "seeds/s01"]
+        assert len(pd.read_csv(runs / run / "rpd.csv")) > 0 and (runs / run / "metrics.csv").exists()
+    seeds = [json.loads((runs / f"seeds/{s}/run.json").read_text())["spec"]["train"]["seed"] for s in ("s00", "s01")]
+    assert seeds == [0, 1]
+    logs = tiny_workflow / "results" / "logs" / "stacks"
+    assert "2 of 2, seeds/s01" in (logs / "analyse_rpd__seeds__stack1.log").read_text()
+    assert "seeds/s01: completed" in (logs / "train__seeds__stack1.log").read_text()
 
 
 EXPECTED_METRICS = {
@@ -185,7 +195,7 @@ def test_changing_one_runs_lr_reruns_only_that_run(tiny_workflow):
     changed.write_text(yaml.safe_dump(config))
     output = snakemake(tiny_workflow, "-n", "--cores", "1", config=changed).stdout
     assert planned_runs(output, "train") == {"deep/base"}
-    assert "rule train_seeds_stack1:" not in output
+    assert "train__seeds__stack1" not in output
 
 
 def test_changing_one_stacked_runs_lr_reruns_its_group_and_nothing_else(tiny_workflow):
@@ -195,10 +205,10 @@ def test_changing_one_stacked_runs_lr_reruns_its_group_and_nothing_else(tiny_wor
     changed.write_text(yaml.safe_dump(config))
     output = snakemake(tiny_workflow, "-n", "--cores", "1", config=changed).stdout
     jobs = re.findall(r"^(?:local)?rule (\w+):", output, re.M)
-    assert jobs.count("train_seeds_stack1") == 1 and "train" not in jobs
-    downstream = {"analyse_rpd", "collect"}
-    assert {planned_runs(output, rule) == {"seeds/s00", "seeds/s01"} for rule in downstream} == {True}
-    assert set(jobs) <= {"train_seeds_stack1", *downstream, "aggregate", "all"}
+    # The group trains in one job and is analysed in one job per stage; collect stays per run.
+    assert jobs.count("train__seeds__stack1") == jobs.count("analyse_rpd__seeds__stack1") == 1
+    assert planned_runs(output, "collect") == {"seeds/s00", "seeds/s01"}
+    assert set(jobs) == {"train__seeds__stack1", "analyse_rpd__seeds__stack1", "collect", "aggregate", "all"}
 
 
 def test_changing_a_figure_setting_redraws_that_figure_only(tiny_workflow):
@@ -226,7 +236,7 @@ def dry_run_after_editing(workdir: Path, module: str) -> str:
 def test_editing_the_training_code_reruns_every_training(tiny_workflow):
     output = dry_run_after_editing(tiny_workflow, "train")
     assert planned_runs(output, "train") == {"shallow/tanh", "shallow/linear", "deep/base", "diverging/base"}
-    assert "rule train_seeds_stack1:" in output  # the stacked trainer imports netdyn.train
+    assert "rule train__seeds__stack1:" in output  # the stacked trainer imports netdyn.train
 
 
 def rules_rerun_after_editing(workdir: Path, module: str) -> set[str]:
@@ -238,7 +248,10 @@ def rules_rerun_after_editing(workdir: Path, module: str) -> set[str]:
 def test_editing_a_module_reruns_exactly_the_rules_that_can_import_it(tiny_workflow):
     downstream = {"collect", "aggregate", "figure", "claims"}  # rerun because their inputs do
     assert rules_rerun_after_editing(tiny_workflow, "geometry") - downstream == {"analyse_geometry"}
-    assert rules_rerun_after_editing(tiny_workflow, "modes") - downstream == {"analyse_rpd"}
+    assert rules_rerun_after_editing(tiny_workflow, "modes") - downstream == {
+        "analyse_rpd",
+        "analyse_rpd__seeds__stack1",
+    }
     # evaluate reaches the dumps and the basins only through other modules: the drift of hand-kept lists
     assert {"train", "dump_activations", "analyse_basins", "analyse_pruning"} <= rules_rerun_after_editing(
         tiny_workflow, "evaluate"

@@ -1,6 +1,8 @@
-"""Rules analyse_<stage>: one analysis stage of one run at every analysed step (netdyn.stages, the registry).
+"""Rules analyse_<stage>: one analysis stage of one run, or of every run of a stack group, at every analysed step
+(netdyn.stages, the registry).
 
-The stage is the rule's ``params.stage``; its tables go to the rule's outputs of the same names."""
+The stage is the rule's ``params.stage``; its tables go to the rule's outputs of the same names. A group's job
+(``params.runs``) has a list per input, param and output, one entry per run, and runs the stage for each in turn."""
 
 import torch
 
@@ -13,16 +15,31 @@ with logged(snakemake.log[0]):
     stage = snakemake.params.stage
     if sorted(outputs(stage)) != sorted(snakemake.output.keys()):
         raise ValueError(f"rule {snakemake.rule}: outputs {sorted(snakemake.output.keys())} != stage {stage}'s tables")
-    sources = Sources(
-        snapshots=snakemake.input.snapshots,
-        data=snakemake.input.data,
-        train_spec=snakemake.params.train_spec,
-        activations=snakemake.input.get("activations"),  # absent without dumps: fields computed from snapshots
-        history=snakemake.input.get("history"),
-        run_json=snakemake.input.get("run_json"),
-    )
-    tables = runner(stage)(
-        snakemake.wildcards.run, sources, snakemake.params.steps, snakemake.params.settings, log=print
-    )
-    for name, table in tables.items():
-        write_csv(snakemake.output[name], table)
+    grouped = "runs" in snakemake.params.keys()
+    runs = list(snakemake.params.runs) if grouped else [snakemake.wildcards.run]
+    count = len(runs)
+
+    def field(container, key):
+        value = container.get(key) if hasattr(container, "get") else None
+        if value is None:
+            return [None] * count
+        return list(value) if grouped else [value]
+
+    inputs, params = snakemake.input, snakemake.params
+    columns = {key: field(inputs, key) for key in ("snapshots", "data", "activations", "history", "run_json")}
+    settings = {key: field(params, key) for key in ("steps", "train_spec", "settings")}
+    tables_out = {name: field(snakemake.output, name) for name in outputs(stage)}
+    for index, run in enumerate(runs):
+        sources = Sources(
+            snapshots=columns["snapshots"][index],
+            data=columns["data"][index],
+            train_spec=settings["train_spec"][index],
+            activations=columns["activations"][index],  # absent without dumps: fields computed from snapshots
+            history=columns["history"][index],
+            run_json=columns["run_json"][index],
+        )
+        if grouped:
+            print(f"{stage}: run {index + 1} of {count}, {run}")
+        tables = runner(stage)(run, sources, settings["steps"][index], settings["settings"][index], log=print)
+        for name, table in tables.items():
+            write_csv(tables_out[name][index], table)
