@@ -41,7 +41,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from netdyn import activations, basins, pruning, rpd
+from netdyn import activations, basins, hessian, pruning, rpd
 from netdyn.config import MODEL_DEFAULTS, TRAIN_DEFAULTS
 from netdyn.evaluate import loss_value
 from netdyn.models import build
@@ -62,6 +62,7 @@ FULL: dict[str, Any] = {
     "lp": {"samples": 10_000, "width": 1024, "test": 2000},
     "dump": {"samples": 10_000, "depth": 4, "width": 1024},
     "stack": {"n": 4000, "steps": 500, "batch": 128, "depth": 8, "width": 64, "members": 8},
+    "hessian": {"samples": 1000, "depth": 4, "width": 256, "probes": 64},
     "peak_n": 2048,
 }
 SMOKE: dict[str, Any] = {
@@ -73,6 +74,7 @@ SMOKE: dict[str, Any] = {
     "lp": {"samples": 400, "width": 16, "test": 100},
     "dump": {"samples": 200, "depth": 2, "width": 32},
     "stack": {"n": 200, "steps": 6, "batch": 16, "depth": 2, "width": 16, "members": 2},
+    "hessian": {"samples": 100, "depth": 2, "width": 16, "probes": 8},
     "peak_n": 256,
 }
 GROK_MODEL = {"depth": 2, "width": 200, "activation": "relu", "alpha": 7.0}  # config.yaml fig6_grokking
@@ -549,6 +551,43 @@ def bench_lp(sizes: dict, repeats: int) -> dict:
 # activation dump: netdyn's HDF5 (default compression, and each other choice) against numpy.save of the same arrays
 
 
+def bench_hessian(sizes: dict, repeats: int, device: str = "cpu") -> dict:
+    """Hutchinson's trace estimate from a block of probes in one batched double backward (a vmap over the probes)
+    against one double backward per probe (the same probes, in the same order)."""
+    images, labels = synthetic_images(sizes["samples"])
+    x = (torch.as_tensor(images.reshape(len(images), -1)).float() / 255).to(device)
+    y = torch.as_tensor(labels).long().to(device)
+    model = build({"depth": sizes["depth"], "width": sizes["width"], "batchnorm": True}, generator_seed=0).to(device)
+    operator = hessian.hessian_operator(hessian.model_loss(model, x, y, "ce"), list(model.parameters()))
+    probes = sizes["probes"]
+    result: dict[str, hessian.Trace] = {}
+
+    def batched() -> None:
+        result["batched"] = hessian.hutchinson_trace(operator, probes=probes, block=probes, tol=0.0)
+        synchronize()
+
+    def loop() -> None:
+        result["loop"] = hessian.hutchinson_trace(operator, probes=probes, block=1, tol=0.0)
+        synchronize()
+
+    baseline_s, baseline_times = median_time(loop, repeats)
+    netdyn_s, netdyn_times = median_time(batched, repeats)
+    difference = abs(result["batched"].trace - result["loop"].trace) / abs(result["loop"].trace)
+    return row(
+        f"Hessian trace, {probes} Rademacher probes, 784-{sizes['width']}x{sizes['depth']}-10 BN, "
+        f"{sizes['samples']} samples",
+        "one Hessian-vector product (double backward) per probe",
+        baseline_times,
+        netdyn_times,
+        difference < 1e-4,
+        "> 1x (issue 15: a batched vmap of probes should win on a CPU too)",
+        baseline_s / netdyn_s > 1.0,
+        relative_difference=difference,
+        trace=result["batched"].trace,
+        stderr=result["batched"].stderr,
+    )
+
+
 def write_dataset(path: Path, n: int) -> Path:
     """A netdyn dataset file (docs/formats.md) of synthetic MNIST-shaped images: ``n`` training, ``n // 4`` test."""
     with h5py.File(path, "w") as handle:
@@ -816,6 +855,7 @@ def run(
         ("LP pruning", lambda: bench_lp(sizes["lp"], repeats)),
         ("activation dump", lambda: bench_dump(sizes["dump"], repeats)),
         ("stacked training", lambda: bench_stacked(sizes["stack"], repeats, device)),
+        ("Hessian trace", lambda: bench_hessian(sizes["hessian"], repeats, device)),
     ]
     if preset:
         steps.append(("quick preset", lambda: bench_preset(cores, None)))

@@ -14,8 +14,9 @@ fields). The inputs x^{(0)} are not stored: they are the dataset rows named by `
 The float arrays are stored with ``dumps.compression`` (:data:`COMPRESSIONS`): ``lz4`` (default; the LZ4 filter of the
 ``hdf5plugin`` package, in chunks of about 1 MiB: the fastest of the measured codecs and smaller than ``.npy`` files,
 ReLU outputs being half zeros), ``none`` (contiguous, any HDF5 reader) or ``gzip`` (level 1 with shuffle, ten times
-slower, any HDF5 reader). Reading an ``lz4`` dump needs ``import hdf5plugin`` first, which this module does; the
-measurements are in benchmarks/RESULTS.md.
+slower, any HDF5 reader). Reading an ``lz4`` dump needs ``import hdf5plugin`` first, which this module does where
+the package is installed (``none`` and ``gzip`` dumps need nothing beyond h5py); the measurements are in
+benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import hdf5plugin
 import numpy as np
 import torch
 from torch import nn
@@ -40,6 +40,11 @@ SCHEMA_VERSION = 1
 SPLITS = ("train", "test")
 COMPRESSIONS = ("lz4", "none", "gzip")
 
+try:  # registers the LZ4 filter with HDF5 for reading and writing; absent, lz4 dumps cannot be written or read
+    import hdf5plugin
+except ImportError:  # pragma: no cover - every environment this project pins has it
+    hdf5plugin = None
+
 
 def _storage(compression: str, array: np.ndarray) -> dict[str, Any]:
     """h5py ``create_dataset`` keywords of a float array stored with ``compression``."""
@@ -49,6 +54,8 @@ def _storage(compression: str, array: np.ndarray) -> dict[str, Any]:
     if compression == "gzip":
         return {"chunks": (rows, array.shape[1]), "compression": "gzip", "compression_opts": 1, "shuffle": True}
     if compression == "lz4":
+        if hdf5plugin is None:
+            raise ValueError("dumps.compression: 'lz4' needs the hdf5plugin package; install it or choose none or gzip")
         return {"chunks": (rows, array.shape[1]), **hdf5plugin.LZ4()}
     raise ValueError(f"dumps.compression: {compression!r} is not one of {list(COMPRESSIONS)}")
 

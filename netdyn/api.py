@@ -23,7 +23,7 @@ from netdyn.config import dump_steps, external_config, load_config, writes_dumps
 from netdyn.data import prepare
 from netdyn.external import import_run
 from netdyn.metrics import collect
-from netdyn.stages import ANALYSES, RUN_TABLES, STAGES, Sources, runner
+from netdyn.stages import ANALYSES, DEFAULT_ANALYSES, RUN_TABLES, STAGES, Sources, runner
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 
@@ -56,7 +56,7 @@ def _save_models(models: Any, folder: Path) -> str:
 def analyze(
     models: nn.Module | Mapping[int, nn.Module] | str,
     data: Any,
-    analyses: Sequence[str] = ANALYSES,
+    analyses: Sequence[str] = DEFAULT_ANALYSES,
     *,
     train: Mapping[str, Any] | None = None,
     analysis: Mapping[str, Any] | None = None,

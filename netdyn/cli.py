@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from netdyn.config import ConfigError, external_config, load_config
-from netdyn.stages import STAGES
+from netdyn.stages import DEFAULT_ANALYSES, STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     analyze.add_argument("--model-yaml", help="model description for state-dict checkpoints")
     analyze.add_argument("--step-pattern", help="regex with one group: the step in a file name")
     stages = "; ".join(f"{name}: {stage.summary}" for name, stage in STAGES.items())
-    analyze.add_argument("--analyses", default=",".join(STAGES), help=f"comma-separated (default: all). {stages}")
+    analyze.add_argument(
+        "--analyses",
+        default=",".join(DEFAULT_ANALYSES),
+        help=f"comma-separated (default: the paper's {', '.join(DEFAULT_ANALYSES)}). {stages}",
+    )
     analyze.add_argument("--analysis", help="YAML file of analysis settings (docs/config.md, section analysis)")
     analyze.add_argument("--loss", choices=["ce", "mse"], help="loss the model was trained with (default: ce)")
     analyze.add_argument("--cores", default="all")

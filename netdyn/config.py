@@ -24,7 +24,7 @@ import numpy as np
 import yaml
 
 from netdyn.checkpoints import ExternalRunError, checkpoint_files
-from netdyn.stages import ANALYSES, STAGES
+from netdyn.stages import ANALYSES, DEFAULT_ANALYSES, STAGES
 
 # The model section's defaults (netdyn.models.build); kept here so the workflow can read configs without torch.
 MODEL_DEFAULTS: dict[str, Any] = {
@@ -60,7 +60,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 }
 # Proposed defaults of methods.md (U8, U10-U13, §7, §9, §10); docs/config.md lists each key.
 ANALYSIS_DEFAULTS: dict[str, Any] = {
-    "run": list(ANALYSES),
+    "run": list(DEFAULT_ANALYSES),
     "steps": "all",
     "final_step_only": [],
     "samples": 10000,
@@ -83,6 +83,15 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
     "projection_per_digit": 500,
     "projection_steps": "checkpoints",
     "seed": 0,
+    "hessian_samples": None,
+    "hessian_bn_mode": "eval",
+    "hessian_top_k": 1,
+    "hessian_iterations": 100,
+    "hessian_tol": 1e-3,
+    "hessian_probes": 100,
+    "hessian_block": None,
+    "hessian_trace_tol": 0.02,
+    "cka_debiased": False,
 }
 DUMP_DEFAULTS: dict[str, Any] = {
     "dtype": "float32",

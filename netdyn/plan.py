@@ -92,6 +92,15 @@ def _analysis_flop(run: Mapping[str, Any], stage: str, macs: int) -> tuple[float
         return 2 * macs * (n_train + n_test) * (2 if bn else 1), 0.0
     if stage == "bn_modes":
         return (2 * macs * min(analysis["test_samples"] or n_test, n_test) if bn else 0.0), 0.0
+    if stage == "hessian":  # a Hessian-vector product costs about four forward passes (double backward)
+        hessian_samples = min(analysis["hessian_samples"] or samples, n_train)
+        products = analysis["hessian_iterations"] + analysis["hessian_probes"]
+        return 2 * macs * hessian_samples * (1 + 4 * products), 0.0
+    if stage == "collapse":  # covariances and a pseudo-inverse per layer
+        return 2 * macs * samples, sum(2 * samples * w * w + 10 * w**3 for w in hidden_widths(model))
+    if stage == "cka":  # the layer matrix, and each layer against its last state
+        widths = hidden_widths(model)
+        return 2 * macs * samples, 6 * samples * (sum(widths) ** 2 / 2 + sum(w * w for w in widths))
     raise ValueError(f"no cost model for stage {stage!r}")
 
 

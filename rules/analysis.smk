@@ -132,6 +132,67 @@ rule analyse_bn_modes:
         "../workflow_scripts/analyse.py"
 
 
+rule analyse_hessian:
+    input:
+        unpack(stage_inputs("hessian")),
+    output:
+        hessian="results/runs/{run}/hessian.csv",
+        metrics="results/runs/{run}/parts/hessian.csv",
+    log:
+        "results/logs/analyse_hessian/{run}.log",
+    benchmark:
+        "results/benchmarks/analyse_hessian/{run}.tsv"
+    wildcard_constraints:
+        run=SINGLE_PATTERN,
+    conda:
+        "../envs/netdyn.yaml"
+    resources:
+        gpu=1,
+    params:
+        **stage_params("hessian"),
+    script:
+        "../workflow_scripts/analyse.py"
+
+
+rule analyse_collapse:
+    input:
+        unpack(stage_inputs("collapse")),
+    output:
+        metrics="results/runs/{run}/parts/collapse.csv",
+    log:
+        "results/logs/analyse_collapse/{run}.log",
+    benchmark:
+        "results/benchmarks/analyse_collapse/{run}.tsv"
+    wildcard_constraints:
+        run=SINGLE_PATTERN,
+    conda:
+        "../envs/netdyn.yaml"
+    params:
+        **stage_params("collapse"),
+    script:
+        "../workflow_scripts/analyse.py"
+
+
+rule analyse_cka:
+    input:
+        unpack(stage_inputs("cka")),
+    output:
+        cka="results/runs/{run}/cka.csv",
+        metrics="results/runs/{run}/parts/cka.csv",
+    log:
+        "results/logs/analyse_cka/{run}.log",
+    benchmark:
+        "results/benchmarks/analyse_cka/{run}.tsv"
+    wildcard_constraints:
+        run=SINGLE_PATTERN,
+    conda:
+        "../envs/netdyn.yaml"
+    params:
+        **stage_params("cka"),
+    script:
+        "../workflow_scripts/analyse.py"
+
+
 # A stack group's runs share one job per stage: they were trained together, so a change to any of them reruns them
 # all anyway, and one job pays one start-up. Outputs per member, as above.
 for group in STACKS:

@@ -122,6 +122,43 @@ def test_cli_config_route_and_api_route_give_identical_tables(plain_run, tmp_pat
     assert (out / "results" / "figures").exists() is False  # no figures configured: only per-run tables
 
 
+@pytest.mark.slow
+def test_the_curvature_collapse_and_cka_stages_run_on_an_external_run_from_the_cli(plain_run, tmp_path):
+    out = tmp_path / "out"
+    (tmp_path / "analysis.yaml").write_text(
+        yaml.safe_dump({**ANALYSIS, "hessian_iterations": 20, "hessian_probes": 20})
+    )
+    command = [sys.executable, "-m", "netdyn.cli", "analyze", "--snapshots", str(plain_run / "whole"), "--data"]
+    command += [
+        str(plain_run / "mine.npz"),
+        "--out",
+        str(out),
+        "--cores",
+        "2",
+        "--analysis",
+        str(tmp_path / "analysis.yaml"),
+    ]
+    command += ["--analyses", "hessian,collapse,cka"]
+    result = subprocess.run(
+        command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = out / "results" / "runs" / "mine" / "run"
+    metrics = pd.read_csv(folder / "metrics.csv")
+    found = set(metrics["metric"])
+    assert {"hessian_max", "hessian_trace", "nc1", "nc2_etf", "nc3", "nc4", "cka_to_final"} <= found
+    assert not {"rpd_gradient", "basin_input"} & found  # only what was asked for
+    hessian = pd.read_csv(folder / "hessian.csv")
+    assert sorted(hessian["step"]) == [0, 5, 20, 60] and (hessian["probes"] >= 2).all()
+    cka = pd.read_csv(folder / "cka.csv")
+    final = cka[cka["kind"] == "to_final"].query("step == 60")
+    assert final["cka"].to_numpy() == pytest.approx(1.0)  # every layer against itself
+    layers = cka[cka["kind"] == "layers"]
+    assert len(layers) == 9  # the input and two hidden layers, every pair
+    nc1 = metrics.query("metric == 'nc1'").sort_values("step")
+    assert nc1.query("step == 60")["value"].max() < nc1.query("step == 0")["value"].max()  # training collapses
+
+
 def test_state_dict_with_a_yaml_description_equals_the_whole_pickled_model(plain_run):
     whole = netdyn.analyze(str(plain_run / "whole"), str(plain_run / "mine.npz"), ["rpd", "pruning"], analysis=ANALYSIS)
     state = netdyn.analyze(

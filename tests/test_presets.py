@@ -23,6 +23,7 @@ GPU_RULES = {
     "analyse_basins",
     "analyse_projection",
     "analyse_bn_modes",
+    "analyse_hessian",
 }
 
 
@@ -110,3 +111,15 @@ def test_the_design_check_catches_the_old_fashion_grid():
     config["figures"]["fig4"] = {"sweep": "fig4_depth_width"}
     found = design_check(design_runs(config, load_config(config, SCHEMA)), {"datasets": ["fashion"]})
     assert found[2] is not None and found[3] is not None and found[4] is not None
+
+
+def test_the_paper_core_preset_on_fashion_mnist_is_the_same_design_labelled_off_paper():
+    core = load_yaml(ROOT / "presets" / "paper-core.yaml")
+    overlay = load_yaml(ROOT / "presets" / "overlays" / "on-fashion.yaml")
+    merged = {**core, "datasets": {**core["datasets"], **overlay["datasets"]}}  # snakemake's merge of the two files
+    on_mnist, on_fashion = (load_config(config, SCHEMA) for config in (core, merged))
+    assert on_mnist.keys() == on_fashion.keys()
+    assert {dataset_definition(merged, spec["dataset"])["source"] for spec in on_fashion.values()} == {"idx"}
+    context = {"datasets": ["paper_data"], "sources": ["idx"], "n_train": 60000}
+    checked = design_check(design_runs(merged, on_fashion), context)
+    assert checked[1] == "not full MNIST"  # the one claim whose design needs the paper's data itself

@@ -88,9 +88,46 @@ STAGES: dict[str, Stage] = {
             settings=("test_samples",),
             summary="test accuracy with last-batch BatchNorm statistics (methods.md §11.2)",
         ),
+        Stage(
+            "hessian",
+            tables=("hessian",),
+            metrics=True,
+            settings=(
+                "samples",
+                "hessian_samples",
+                "hessian_bn_mode",
+                "hessian_top_k",
+                "hessian_iterations",
+                "hessian_tol",
+                "hessian_probes",
+                "hessian_block",
+                "hessian_trace_tol",
+            ),
+            summary="the training loss's top Hessian eigenvalues and trace (methods.md §23)",
+        ),
+        Stage(
+            "collapse",
+            tables=(),
+            metrics=True,
+            settings=("samples",),
+            reads_fields=True,
+            uses_gpu=False,
+            summary="neural collapse NC1-NC4 of every hidden layer (methods.md §24)",
+        ),
+        Stage(
+            "cka",
+            tables=("cka",),
+            metrics=True,
+            settings=("samples", "cka_debiased"),
+            reads_fields=True,
+            uses_gpu=False,
+            summary="linear CKA between layers and against each layer's last state (methods.md §25)",
+        ),
     )
 }
 ANALYSES: tuple[str, ...] = tuple(STAGES)
+# The paper's analyses run by default; the diagnostics beyond it (issue 15) only where a config asks for them.
+DEFAULT_ANALYSES: tuple[str, ...] = ("rpd", "pruning", "basins", "geometry", "projection", "bn_modes")
 RUN_TABLES: tuple[str, ...] = tuple(table for stage in STAGES.values() for table in stage.tables)
 
 
