@@ -347,7 +347,7 @@ def stack_key(run: Mapping[str, Any]) -> tuple:
 
 def stack_groups(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
     """The stacked-training groups: per experiment, the runs with ``train.stack`` set that share a :func:`stack_key`,
-    where there are at least two (a lone run trains by itself). Named ``<experiment>/stack<k>``, numbered in the
+    where there are at least two (a lone run trains by itself). Named ``<experiment>__stack<k>``, numbered in the
     order of their first run; membership, not the name, is what the workflow's rerun decisions follow."""
     by_key: dict[tuple, list[str]] = {}
     for run, spec in runs.items():
@@ -360,7 +360,7 @@ def stack_groups(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
         if len(members) < 2:
             continue
         counters[experiment] = counters.get(experiment, 0) + 1
-        groups[f"{experiment}/stack{counters[experiment]}"] = members
+        groups[f"{experiment}__stack{counters[experiment]}"] = members
     return groups
 
 

@@ -143,8 +143,8 @@ def stage_table_paths(name, run):
 
 
 def group_rule(rule, group):
-    """The name of stack group ``group``'s job of ``rule``: ``<rule>__<experiment>__stack<k>``."""
-    return f"{rule}__{group.replace('/', '__')}"
+    """The name of stack group ``group``'s job of ``rule``: ``<rule>__<group>``, e.g. ``train__fig4_width__stack1``."""
+    return f"{rule}__{group}"
 
 
 def group_stages(group):

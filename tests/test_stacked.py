@@ -212,7 +212,7 @@ def test_groups_form_per_experiment_from_runs_sharing_a_shape():
         "f/s1": run("s1", experiment="f", train__seed=1),
         "f/drop": run("drop", experiment="f", model__dropout=0.5),
     }
-    assert stack_groups(runs) == {"e/stack1": ["e/s0", "e/s1"], "f/stack1": ["f/s0", "f/s1"]}
+    assert stack_groups(runs) == {"e__stack1": ["e/s0", "e/s1"], "f__stack1": ["f/s0", "f/s1"]}
 
 
 def test_bf16_training_runs_stacked_and_alone_and_learns(synthetic_h5, tmp_path):
