@@ -9,7 +9,8 @@
 # (default: /usr/share/datasets/fashion-mnist when it exists, else MNIST through torchvision). Where Snakemake is not
 # installed, a folder .whl of wheels (benchmarks/gpu_wheels.sh makes it) is installed under /tmp first. Time limits:
 # BENCH_S (default 180 s) and PRESET_S (default 420 s); the preset's own results stay in $WORKDIR (default
-# /tmp/netdyn-window). --smoke runs the same steps at tiny sizes on the CPU (tests/test_window.py).
+# /tmp/netdyn-window). --smoke runs the same steps at tiny sizes on the CPU (tests/test_window.py; only the benchmark
+# rows named in BENCH_ROWS, default the stacked-training one: tests/test_benchmarks.py runs them all).
 set -uo pipefail
 out=${1:?usage: benchmarks/gpu_window.sh OUT_DIR [--smoke]}
 smoke=${2:-}
@@ -31,7 +32,7 @@ if ! "$python" -c "import snakemake" 2>/dev/null; then
 fi
 
 if [ "$smoke" = "--smoke" ]; then
-    device=cpu bench_args=(--smoke) configs=("$repo/tests/configs/window-smoke.yaml") cores=2 resources=()
+    device=cpu bench_args=(--smoke --rows "${BENCH_ROWS:-stacked}") configs=("$repo/tests/configs/window-smoke.yaml") cores=2 resources=()
 else
     device=cuda bench_args=() configs=("$repo/presets/paper-core.yaml") cores=$(nproc) resources=(--resources gpu=1)
     idx=${NETDYN_IDX:-}

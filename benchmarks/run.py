@@ -828,8 +828,15 @@ def table(rows: list[dict]) -> str:
 
 
 def run(
-    smoke: bool = False, preset: bool = False, threads: int = 1, cores: int = 2, device: str = "cpu", log=print
+    smoke: bool = False,
+    preset: bool = False,
+    threads: int = 1,
+    cores: int = 2,
+    device: str = "cpu",
+    log=print,
+    rows: list[str] | None = None,
 ) -> dict[str, Any]:
+    """Every benchmark row (those whose label holds one of ``rows``, when given) and the machine it ran on."""
     torch.set_num_threads(threads)
     if device != "cpu" and not torch.cuda.is_available():
         raise SystemExit(f"--device {device}: no CUDA GPU is visible here")
@@ -859,11 +866,13 @@ def run(
     ]
     if preset:
         steps.append(("quick preset", lambda: bench_preset(cores, None)))
-    rows: list[dict] = []
+    if rows:
+        steps = [(label, function) for label, function in steps if any(word in label for word in rows)]
+    measured: list[dict] = []
     for label, function in steps:
         start = time.perf_counter()
         result = function()
-        rows.extend(result if isinstance(result, list) else [result])
+        measured.extend(result if isinstance(result, list) else [result])
         log(f"{label}: {time.perf_counter() - start:.1f} s")
     return {
         "mode": "smoke" if smoke else "full",
@@ -872,7 +881,7 @@ def run(
         "device": torch.cuda.get_device_name() if device != "cpu" else "cpu",
         "matmul_peak_flops": peak,
         "sizes": sizes,
-        "rows": rows,
+        "rows": measured,
         "total_s": time.perf_counter() - started,
     }
 
@@ -885,9 +894,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cores", type=int, default=2, help="snakemake --cores for --preset (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda: where the training and basin rows run")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON file (default {RESULTS})")
+    parser.add_argument("--rows", help="comma-separated words: run only the rows whose label holds one (e.g. stacked)")
     args = parser.parse_args(argv)
     with threadpool_limits(args.threads):
-        results = run(smoke=args.smoke, preset=args.preset, threads=args.threads, cores=args.cores, device=args.device)
+        results = run(
+            smoke=args.smoke,
+            preset=args.preset,
+            threads=args.threads,
+            cores=args.cores,
+            device=args.device,
+            rows=args.rows.split(",") if args.rows else None,
+        )
     args.output.write_text(json.dumps(results, indent=2, default=float))
     print(table(results["rows"]))
     print(f"total {results['total_s']:.1f} s; written to {args.output}")

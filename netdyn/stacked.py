@@ -44,6 +44,7 @@ from netdyn.evaluate import snapshot_metrics
 from netdyn.layers import ACTIVATIONS
 from netdyn.models import build
 from netdyn.train import (
+    DIVERGENCE_CHECK,
     RunPaths,
     batch_sampler,
     finish_run,
@@ -256,7 +257,7 @@ def train_group(
                     "digest": member.digest,
                     "state_dict": model_state,
                     "optimizer": member.optimizer.state_dict(),
-                    "rng": {"torch": member.generator.get_state()},
+                    "rng": member_rng_state(member),
                     "history": member.history,
                 },
             )
@@ -283,6 +284,10 @@ def train_group(
             optimizer_step(member.optimizer)
         step += 1
         progress.update(1)
+        if step % DIVERGENCE_CHECK == 0 and step not in scheduled and bool((first_bad >= 0).all()):
+            for index, member in enumerate(members):  # every member has diverged: nothing left to train
+                if member.diverged_at is None:
+                    member.diverged_at = int(first_bad[index])
         if step in scheduled:
             snapshot(step)
             live = [m for m in members if m.diverged_at is None and m.history]
@@ -308,6 +313,14 @@ def train_group(
     ]
 
 
+def member_rng_state(member: _Member) -> dict[str, Any]:
+    """A member's RNG state as a lone run's snapshot holds it: its dropout generator, and on CUDA the device's."""
+    state = {"torch": member.generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
 def _resume(members: Sequence[_Member], state: Mapping[str, torch.Tensor], schedule: Sequence[int], log) -> int:
     """Load every member's cached snapshot at the newest step they all have; returns that step (0: a fresh start)."""
     at_most: int | None = None
@@ -326,6 +339,8 @@ def _resume(members: Sequence[_Member], state: Mapping[str, torch.Tensor], sched
             member.optimizer.load_state_dict(payload["optimizer"])
             # load_state_dict replaces the state tensors; the views (and their gradients) stay the optimizer's params.
             member.generator.set_state(payload["rng"]["torch"])
+            if "cuda" in payload["rng"] and torch.cuda.is_available():  # the GPU's dropout masks (one stream)
+                torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
             member.history = list(payload["history"])
     log(f"resuming {len(members)} stacked runs from their snapshots at step {steps[0]}")
     return steps[0]

@@ -127,6 +127,11 @@ def spec_digest(spec: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
+PRECISIONS = ("fp32", "tf32", "bf16")
+# Steps between checks of the device-side divergence record outside snapshots (bounds the work done after a NaN).
+DIVERGENCE_CHECK = 256
+
+
 def forward_precision(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     """The numeric mode of the training forward and backward pass (``train.precision``, docs/config.md).
 
@@ -144,9 +149,6 @@ def forward_precision(precision: str, device: torch.device) -> contextlib.Abstra
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     raise ValueError(f"train.precision: unknown {precision!r}; choose from {list(PRECISIONS)}")
-
-
-PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 def rng_state() -> dict[str, Any]:
@@ -340,21 +342,25 @@ def train_run(
     if resumed is None and not snapshot(0):
         diverged_at = 0
     step = start
+    # The step at which the loss first stopped being finite, recorded on the device: the loop reads it back (a host
+    # sync) only at snapshots and every DIVERGENCE_CHECK steps, so a GPU is never waiting on the CPU in between.
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
     while diverged_at is None and step < total:
         index = sample(step)
         model.train()
         with precision:
             loss = loss_value(model(x_train[index]), y_train[index], train_spec["loss"])
-        if not torch.isfinite(loss):
-            diverged_at = step
-            break
+        first_bad = torch.where(~torch.isfinite(loss) & (first_bad < 0), step, first_bad)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer_step(optimizer)
         step += 1
         progress.update(1)
-        if step in scheduled and not snapshot(step):
-            diverged_at = step
+        if step in scheduled or step % DIVERGENCE_CHECK == 0:
+            if int(first_bad) >= 0:
+                diverged_at = int(first_bad)
+            elif step in scheduled and not snapshot(step):
+                diverged_at = step
     progress.close()
     return finish_run(
         spec,

@@ -15,6 +15,7 @@ from torch import nn
 
 import netdyn
 from netdyn.external import ExternalRunError, checkpoint_files, load_checkpoint
+from netdyn.stages import STAGES
 from tests.conftest import ROOT
 
 ANALYSIS = {
@@ -26,6 +27,8 @@ ANALYSIS = {
     "weight_draws": 2,
     "tracked_input_amplitudes": [0.1],
     "projection_per_digit": 30,
+    "hessian_iterations": 20,
+    "hessian_probes": 20,
     "geometry_digit": 1,
     "geometry_first": 10,
 }
@@ -102,13 +105,15 @@ def test_cli_config_route_and_api_route_give_identical_tables(plain_run, tmp_pat
         "2",
         "--analysis",
         str(tmp_path / "analysis.yaml"),
+        "--analyses",
+        ",".join(STAGES),  # the paper's six and the opt-in hessian, collapse, cka
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
     folder = out / "results" / "runs" / "mine" / "run"
-    api = netdyn.analyze(str(plain_run / "whole"), str(plain_run / "mine.npz"), analysis=ANALYSIS)
-    for name in ("rpd", "basins", "geometry", "projection"):
+    api = netdyn.analyze(str(plain_run / "whole"), str(plain_run / "mine.npz"), list(STAGES), analysis=ANALYSIS)
+    for name in ("rpd", "basins", "geometry", "projection", "hessian", "cka"):
         workflow = pd.read_csv(folder / f"{name}.csv")
         assert len(workflow) > 0, name
         pd.testing.assert_frame_equal(without_run(workflow), without_run(api[name]), check_dtype=False)
@@ -119,44 +124,15 @@ def test_cli_config_route_and_api_route_give_identical_tables(plain_run, tmp_pat
     assert {"rpd_gradient", "lmap_acc", "basin_weight", "center_similarity", "test_acc_bnbatch"} <= set(
         metrics["metric"]
     )
-    assert (out / "results" / "figures").exists() is False  # no figures configured: only per-run tables
-
-
-@pytest.mark.slow
-def test_the_curvature_collapse_and_cka_stages_run_on_an_external_run_from_the_cli(plain_run, tmp_path):
-    out = tmp_path / "out"
-    (tmp_path / "analysis.yaml").write_text(
-        yaml.safe_dump({**ANALYSIS, "hessian_iterations": 20, "hessian_probes": 20})
-    )
-    command = [sys.executable, "-m", "netdyn.cli", "analyze", "--snapshots", str(plain_run / "whole"), "--data"]
-    command += [
-        str(plain_run / "mine.npz"),
-        "--out",
-        str(out),
-        "--cores",
-        "2",
-        "--analysis",
-        str(tmp_path / "analysis.yaml"),
-    ]
-    command += ["--analyses", "hessian,collapse,cka"]
-    result = subprocess.run(
-        command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=ROOT
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    folder = out / "results" / "runs" / "mine" / "run"
-    metrics = pd.read_csv(folder / "metrics.csv")
-    found = set(metrics["metric"])
-    assert {"hessian_max", "hessian_trace", "nc1", "nc2_etf", "nc3", "nc4", "cka_to_final"} <= found
-    assert not {"rpd_gradient", "basin_input"} & found  # only what was asked for
-    hessian = pd.read_csv(folder / "hessian.csv")
-    assert sorted(hessian["step"]) == [0, 5, 20, 60] and (hessian["probes"] >= 2).all()
+    assert {"hessian_max", "hessian_trace", "nc1", "nc2_etf", "nc3", "nc4", "cka_to_final"} <= set(metrics["metric"])
     cka = pd.read_csv(folder / "cka.csv")
-    final = cka[cka["kind"] == "to_final"].query("step == 60")
-    assert final["cka"].to_numpy() == pytest.approx(1.0)  # every layer against itself
-    layers = cka[cka["kind"] == "layers"]
-    assert len(layers) == 9  # the input and two hidden layers, every pair
-    nc1 = metrics.query("metric == 'nc1'").sort_values("step")
+    assert cka.query("kind == 'to_final' and step == 60")["cka"].to_numpy() == pytest.approx(
+        1.0
+    )  # layers vs themselves
+    assert len(cka.query("kind == 'layers'")) == 9  # the input and two hidden layers, every pair
+    nc1 = metrics.query("metric == 'nc1'")
     assert nc1.query("step == 60")["value"].max() < nc1.query("step == 0")["value"].max()  # training collapses
+    assert (out / "results" / "figures").exists() is False  # no figures configured: only per-run tables
 
 
 def test_state_dict_with_a_yaml_description_equals_the_whole_pickled_model(plain_run):

@@ -12,6 +12,7 @@ import pytest
 
 from netdyn.claims import CLAIMS, design_check, design_runs
 from netdyn.config import dataset_definition, load_config, load_yaml, stack_groups
+from netdyn.plan import plan
 from tests.conftest import ROOT
 
 SCHEMA = ROOT / "schemas" / "config.schema.yaml"
@@ -123,3 +124,10 @@ def test_the_paper_core_preset_on_fashion_mnist_is_the_same_design_labelled_off_
     context = {"datasets": ["paper_data"], "sources": ["idx"], "n_train": 60000}
     checked = design_check(design_runs(merged, on_fashion), context)
     assert checked[1] == "not full MNIST"  # the one claim whose design needs the paper's data itself
+
+
+@pytest.mark.parametrize("preset", ["config.yaml", "presets/fashion.yaml", "presets/paper.yaml"])
+def test_the_plan_lists_the_jobs_of_a_dry_run(preset):  # here: the dry runs are cached in this module
+    planned = plan(load_yaml(ROOT / preset))["jobs"]
+    counted = job_counts(preset)
+    assert {rule: n for rule, n in planned.items() if n} == {rule: n for rule, n in counted.items() if rule != "total"}

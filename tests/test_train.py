@@ -105,6 +105,24 @@ def test_divergence_stops_the_run_and_writes_markers_not_weights(synthetic_h5, t
                 load_snapshot(path)
     history = pd.read_csv(tmp_path / "history.csv")
     assert (history["step"] < diverged_at).all()
+    # Known answer: the first step whose loss is not finite in a plain loop over the same model and batches (the
+    # trainer records it on the device and reads it back only at snapshots).
+    from netdyn.evaluate import loss_value
+    from netdyn.models import build
+    from netdyn.train import make_optimizer
+
+    data = datasets.load(synthetic_h5)
+    model = build(spec["model"], generator_seed=0)
+    optimizer = make_optimizer(model.parameters(), spec["train"])
+    for step in range(30):
+        index = batch_indices(step, len(data.train_y), spec["train"]["batch_size"], 0)
+        loss = loss_value(model(data.train_x[index]), data.train_y[index], spec["train"]["loss"])
+        if not torch.isfinite(loss):
+            break
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert step == diverged_at
 
 
 def test_corrupt_snapshot_is_named_in_the_error(tmp_path):
