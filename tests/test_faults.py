@@ -1,5 +1,5 @@
-"""Faults the workflow survives: the whole Snakemake process tree killed (SIGKILL) during training and during an
-analysis, corrupted snapshot / activation / dataset files, and a diverging run inside a sweep.
+"""Faults the workflow survives: the whole Snakemake process tree killed (SIGKILL) during a stack group's training and
+during its analysis, corrupted snapshot / activation / dataset files, and a diverging run inside a sweep.
 
 Each fault runs on a private copy of the workflow (tests/test_workflow.py's helpers) with tests/configs/faults.yaml,
 and every table is compared with that of one uninterrupted run of the same config."""
@@ -26,6 +26,7 @@ from tests.test_workflow import copy_workflow, snakemake
 pytestmark = pytest.mark.slow
 FAULTS = ROOT / "tests" / "configs" / "faults.yaml"
 GOOD, DIVERGING = "sweep/lr0.05", "sweep/lr1e+06"
+GROUP = "sweep__stack1"  # the two runs' stack group: its jobs are rules <rule>__sweep__stack1
 RUN_TABLES = ("history.csv", "metrics.csv", "rpd.csv", "basins.csv", "run.json", "events.json")
 
 
@@ -122,7 +123,7 @@ def test_sigkill_during_an_analysis_then_rerun_gives_the_uninterrupted_tables(re
     run = workdir / "results" / "runs" / GOOD
 
     def analysing() -> bool:  # the activations are dumped, an analysis runs, the run is not collected yet
-        return (run / "activations").is_dir() and (workdir / "results/logs/analyse_rpd" / f"{GOOD}.log").exists()
+        return (run / "activations").is_dir() and (workdir / f"results/logs/stacks/analyse_rpd__{GROUP}.log").exists()
 
     kill_when(workdir, analysing)
     assert not (run / "metrics.csv").exists()
@@ -144,9 +145,17 @@ def final_file(folder: Path) -> Path:
 
 # (what is damaged, the rule that reads it, the output to delete so that it is regenerated)
 CORRUPTIONS = {
-    "snapshot": (lambda w: final_file(w / "results/runs" / GOOD / "snapshots"), "analyse_basins", "snapshots"),
-    "activations": (lambda w: final_file(w / "results/runs" / GOOD / "activations"), "analyse_rpd", "activations"),
-    "dataset": (lambda w: w / "results/data/mnist5k.h5", "train", "dataset"),
+    "snapshot": (
+        lambda w: final_file(w / "results/runs" / GOOD / "snapshots"),
+        f"analyse_basins__{GROUP}",
+        "snapshots",
+    ),
+    "activations": (
+        lambda w: final_file(w / "results/runs" / GOOD / "activations"),
+        f"analyse_rpd__{GROUP}",
+        "activations",
+    ),
+    "dataset": (lambda w: w / "results/data/mnist5k.h5", f"train__{GROUP}", "dataset"),
 }
 
 

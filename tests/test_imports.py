@@ -157,7 +157,10 @@ def test_every_rule_has_its_scripts_whole_closure_as_inputs(tmp_path):
     checkpoints.mkdir()
     for step in (0, 10):
         (checkpoints / f"step{step:06d}.pt").write_bytes(b"")  # a dry run never opens them
-    config["experiments"]["imported"] = {"external": {"runs": {"mine": str(checkpoints)}}, "analysis": {"run": ["rpd"]}}
+    config["experiments"]["imported"] = {
+        "external": {"runs": {"mine": str(checkpoints)}},
+        "analysis": {"run": ["rpd", "hessian", "collapse"]},
+    }
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     jobs = jobs_of(snakemake(workdir, "-n", "-F", "--cores", "1").stdout)
     used = {script_of(rule, wildcards)[0] for rule, _, wildcards in jobs}

@@ -126,8 +126,17 @@ def test_the_paper_core_preset_on_fashion_mnist_is_the_same_design_labelled_off_
     assert checked[1] == "not full MNIST"  # the one claim whose design needs the paper's data itself
 
 
-@pytest.mark.parametrize("preset", ["config.yaml", "presets/fashion.yaml", "presets/paper.yaml"])
+@pytest.mark.parametrize(
+    "preset", ["config.yaml", "presets/fashion.yaml", "presets/paper.yaml", "presets/paper-core.yaml"]
+)
 def test_the_plan_lists_the_jobs_of_a_dry_run(preset):  # here: the dry runs are cached in this module
     planned = plan(load_yaml(ROOT / preset))["jobs"]
     counted = job_counts(preset)
     assert {rule: n for rule, n in planned.items() if n} == {rule: n for rule, n in counted.items() if rule != "total"}
+
+
+def test_the_paper_core_preset_settles_every_claim_within_one_modelled_gpu_window():
+    result = plan(load_yaml(ROOT / "presets" / "paper-core.yaml"))
+    assert set(result["claims"]) == set(CLAIMS) and all(why is None for why in result["claims"].values())
+    assert result["total"]["h200_s"] <= 15 * 60
+    assert f"{result['total']['h200_s'] / 60:.1f} min on one H200" in (ROOT / "docs" / "presets.md").read_text()

@@ -169,9 +169,9 @@ train_group(specs, sys.argv[2], outs, log=print)
 
 
 def test_a_group_killed_mid_run_resumes_to_the_uninterrupted_result(synthetic_h5, tmp_path):
-    specs = [member(f"r{i}", steps=2000, seed=i, lr=1e-3 * (i + 1)) for i in range(2)]
+    specs = [member(f"r{i}", steps=1200, seed=i, lr=1e-3 * (i + 1)) for i in range(2)]
     for spec in specs:
-        spec["snapshots"] = [0, 500, 1000, 1500, 2000]
+        spec["snapshots"] = [0, 300, 600, 900, 1200]
     reference = together(specs, synthetic_h5, tmp_path / "reference")
     root = tmp_path / "killed"
     command = [sys.executable, "-c", GROUP_SCRIPT, json.dumps(specs), str(synthetic_h5), str(root)]
@@ -179,19 +179,19 @@ def test_a_group_killed_mid_run_resumes_to_the_uninterrupted_result(synthetic_h5
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     caches = [paths(root, spec).cache for spec in specs]
     deadline = time.time() + 120
-    while time.time() < deadline and not all((c / "step000500.pt").exists() for c in caches):
+    while time.time() < deadline and not all((c / "step000300.pt").exists() for c in caches):
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert all((c / "step000500.pt").exists() for c in caches), "the group never reached its first snapshot"
-    assert not any((c / "step002000.pt").exists() for c in caches), "the group finished before it was killed"
+    assert all((c / "step000300.pt").exists() for c in caches), "the group never reached its first snapshot"
+    assert not any((c / "step001200.pt").exists() for c in caches), "the group finished before it was killed"
     resumed = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     assert "resuming 2 stacked runs" in resumed.stdout
     for spec, ref, out in zip(specs, reference, [paths(root, s) for s in specs], strict=True):
         for step in spec["snapshots"]:
             a, b = snapshot_state(ref, step), snapshot_state(out, step)
             assert all(torch.equal(a[k], b[k]) for k in a), f"{spec['run']} step {step} differs after resume"
-        assert json.loads(out.run_json.read_text())["resumed_from"] >= 500
+        assert json.loads(out.run_json.read_text())["resumed_from"] >= 300
 
 
 def test_groups_form_per_experiment_from_runs_sharing_a_shape():
