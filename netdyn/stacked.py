@@ -206,7 +206,7 @@ def train_group(
         member.paths.cache.mkdir(parents=True, exist_ok=True)
         member.bind(state, index)
 
-    start = _resume(members, state, schedule, log)
+    start = _resume(members, state, log)
     samplers = [
         batch_sampler(len(rows[i]), batch_size, member.seed, device, rows=rows[i]) for i, member in enumerate(members)
     ]
@@ -227,7 +227,7 @@ def train_group(
 
     def snapshot(step: int) -> None:
         """Evaluate and cache every live member's snapshot at ``step``, after marking those that diverged."""
-        bad = first_bad.tolist()  # the one host sync: at snapshots only
+        bad = first_bad.tolist()  # a host sync, as at every DIVERGENCE_CHECK steps; none in between
         for index, member in enumerate(members):
             if member.diverged_at is not None:
                 continue
@@ -321,7 +321,7 @@ def member_rng_state(member: _Member) -> dict[str, Any]:
     return state
 
 
-def _resume(members: Sequence[_Member], state: Mapping[str, torch.Tensor], schedule: Sequence[int], log) -> int:
+def _resume(members: Sequence[_Member], state: Mapping[str, torch.Tensor], log) -> int:
     """Load every member's cached snapshot at the newest step they all have; returns that step (0: a fresh start)."""
     at_most: int | None = None
     while True:
