@@ -42,7 +42,7 @@ def summary(workdir: Path, wall_s: float, config: list[Path], returncode: int) -
         "config": [str(p) for p in config],
         "returncode": returncode,
         "wall_s": wall_s,
-        "runs": len(planned["experiments"]) and planned["total"]["runs"],
+        "runs": planned["total"]["runs"],
         "runs_finished": len(records),
         "runs_diverged": sum(r.get("status") == "diverged" for r in records),
         "devices": sorted({r.get("device", "?") for r in records}),

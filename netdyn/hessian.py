@@ -147,10 +147,7 @@ def hutchinson_trace(
         samples.append((signs * operator.apply(signs)).sum(dim=1).double().cpu())
         used += size
         values = torch.cat(samples)
-        if used >= 2 and len(samples) >= 2:
-            stderr = float(values.std(unbiased=True)) / math.sqrt(used)
-            if stderr <= tol * abs(float(values.mean())):
-                break
-    values = torch.cat(samples)
+        if len(samples) >= 2 and float(values.std(unbiased=True)) / math.sqrt(used) <= tol * abs(float(values.mean())):
+            break
     stderr = float(values.std(unbiased=True)) / math.sqrt(len(values)) if len(values) > 1 else math.nan
     return Trace(float(values.mean()), stderr, len(values))
