@@ -206,7 +206,8 @@ def train_group(
         member.paths.cache.mkdir(parents=True, exist_ok=True)
         member.bind(state, index)
 
-    start = _resume(members, state, log)
+    resumed_at = _resume(members, state, log)
+    start = resumed_at or 0
     samplers = [
         batch_sampler(len(rows[i]), batch_size, member.seed, device, rows=rows[i]) for i, member in enumerate(members)
     ]
@@ -265,7 +266,7 @@ def train_group(
     scheduled = set(schedule)
     labels = data.train_y
     progress = tqdm(total=total, initial=start, desc=name, file=sys.stderr, mininterval=2.0, unit="step")
-    if start == 0:
+    if resumed_at is None:  # a group resumed at step 0 already holds that snapshot's history row
         snapshot(0)
     step = start
     while step < total and any(member.diverged_at is None for member in members):
@@ -305,7 +306,7 @@ def train_group(
             started=started,
             n_train=len(rows[index]),
             device=device,
-            resumed_from=start or None,
+            resumed_from=resumed_at,
             log=log,
             stack={"group": name, "members": [m.spec["run"] for m in members]},
         )
@@ -321,13 +322,14 @@ def member_rng_state(member: _Member) -> dict[str, Any]:
     return state
 
 
-def _resume(members: Sequence[_Member], state: Mapping[str, torch.Tensor], log) -> int:
-    """Load every member's cached snapshot at the newest step they all have; returns that step (0: a fresh start)."""
+def _resume(members: Sequence[_Member], state: Mapping[str, torch.Tensor], log) -> int | None:
+    """Load every member's cached snapshot at the newest step they all have; returns that step (None: a fresh start).
+    A member that diverged early caches only its first snapshots, so the group may resume at step 0."""
     at_most: int | None = None
     while True:
         payloads = [latest_resumable(member.paths.cache, member.digest, at_most) for member in members]
         if any(payload is None for payload in payloads):
-            return 0
+            return None
         steps = [int(payload["step"]) for payload in payloads]
         if len(set(steps)) == 1:
             break

@@ -158,6 +158,39 @@ def test_a_diverging_member_stops_alone(synthetic_h5, tmp_path):
     assert_same_state(snapshot_state(calm_single, 60), snapshot_state(calm_out, 60))
 
 
+def test_a_group_that_crashes_after_a_member_diverged_resumes_to_the_uninterrupted_history(
+    synthetic_h5, tmp_path, monkeypatch
+):
+    # The diverged member caches only its step-0 snapshot, so the group resumes at step 0: the history row of that
+    # snapshot must not be measured and appended a second time (CI caught exactly that in tests/test_faults.py).
+    import netdyn.stacked
+
+    specs = [
+        member("calm", steps=60, seed=0, optimizer="sgd", lr=0.05),
+        member("wild", steps=60, seed=1, optimizer="sgd", lr=1e6),
+    ]
+    for spec in specs:
+        spec["snapshots"] = [0, 15, 30, 60]  # the wild member diverges before step 15
+    reference = together(specs, synthetic_h5, tmp_path / "reference")
+    calls, real_step = [0], netdyn.stacked.optimizer_step
+
+    def crash_after_twenty_steps(optimizer):
+        calls[0] += 1
+        if calls[0] > 2 * 20:
+            raise RuntimeError("simulated crash")
+        real_step(optimizer)
+
+    monkeypatch.setattr(netdyn.stacked, "optimizer_step", crash_after_twenty_steps)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        together(specs, synthetic_h5, tmp_path / "crashed")
+    monkeypatch.setattr(netdyn.stacked, "optimizer_step", real_step)
+    outs = together(specs, synthetic_h5, tmp_path / "crashed")
+    for ref, out in zip(reference, outs, strict=True):
+        mine, theirs = (pd.read_csv(p.history).drop(columns="wall_time") for p in (out, ref))
+        pd.testing.assert_frame_equal(mine, theirs)
+    assert json.loads(outs[0].run_json.read_text())["resumed_from"] == 0
+
+
 GROUP_SCRIPT = """
 import json, sys
 from netdyn.stacked import train_group
