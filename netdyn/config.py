@@ -16,7 +16,7 @@ import gzip
 import itertools
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,7 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
     "run": list(DEFAULT_ANALYSES),
     "steps": "all",
     "final_step_only": [],
+    "max_steps": {},
     "samples": 10000,
     "test_samples": 10000,
     "lp_train_samples": None,
@@ -137,6 +138,8 @@ FIGURE_SETTINGS: dict[str, tuple[str, ...]] = {
     "fig7": ("depth", "digits"),
     "fig8": ("digit",),
     "fig9": (),
+    "figS1": (),
+    "figS2": ("depth",),
 }
 
 
@@ -313,7 +316,19 @@ def _resolve_analysis(analysis: dict[str, Any], snapshots: list[int], where: str
             raise ConfigError(f"{where}.steps: step {missing[0]} is not a snapshot step of the run")
         steps = sorted(set(steps))
     per_analysis = {name: [snapshots[-1]] if name in analysis["final_step_only"] else steps for name in ANALYSES}
+    for name, limit in (analysis["max_steps"] or {}).items():
+        per_analysis[name] = spread_steps(per_analysis[name], int(limit))
     return {**analysis, "steps": steps, "steps_of": per_analysis}
+
+
+def spread_steps(steps: Sequence[int], limit: int) -> list[int]:
+    """At most ``limit`` of ``steps`` (sorted), evenly spaced by position, the first and the last always among them:
+    snapshots are log-spaced, so this keeps an expensive analysis log-spaced over training too."""
+    if len(steps) <= limit:
+        return list(steps)
+    if limit == 1:
+        return [steps[-1]]
+    return sorted({steps[round(i * (len(steps) - 1) / (limit - 1))] for i in range(limit)})
 
 
 def hidden_widths(model: Mapping[str, Any]) -> list[int]:
@@ -507,10 +522,16 @@ def figure_settings(config: Mapping[str, Any], figure: str) -> dict[str, Any]:
 def check_figures(config: Mapping[str, Any]) -> None:
     """Every experiment a figure names must exist, and its settings must be the figure's own."""
     for figure in config.get("figures", {}):
+        role_of: dict[str, str] = {}
         for role, names in figure_roles(config, figure).items():
             for experiment in names:
                 if experiment not in config["experiments"]:
                     raise ConfigError(f"figures.{figure}.{role}: no experiment named {experiment!r}")
+                if role_of.setdefault(experiment, role) != role:  # a run has one role per figure
+                    raise ConfigError(
+                        f"figures.{figure}.{role}: experiment {experiment!r} already plays role "
+                        f"{role_of[experiment]!r} in this figure; give each role its own experiment"
+                    )
         known = FIGURE_SETTINGS[figure]
         for key in figure_settings(config, figure):
             if key not in known:

@@ -191,6 +191,8 @@ def plan(config: Mapping[str, Any], schema: str | Path = ROOT / "schemas" / "con
     jobs["aggregate"] = len(experiments)
     jobs["figure"] = len(figures)
     jobs["claims"] = 1 if figures else 0
+    if figures.get("figS1", {}).get("sweep"):
+        jobs["flatness"] = 1  # the report's table of flatness against accuracy (rule flatness)
     jobs["all"] = 1
     total = {key: sum(row[key] for row in experiments) for key in experiments[0] if key != "experiment"}
     total["jobs"] = sum(jobs.values())

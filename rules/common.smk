@@ -221,9 +221,10 @@ def experiment_runs(experiment):
 
 
 def claim_roles():
-    """``{run folder: role}`` over every figure, for the claims scorecard (a run keeps its first role)."""
+    """``{run folder: role}`` over the paper's figures, for the claims scorecard (a run keeps its first role; the
+    supplementary Figs. S1, S2 test no claim of the paper)."""
     roles = {}
-    for figure in FIGURES:
+    for figure in (name for name in FIGURES if not name.startswith("figS")):
         for folder, role in figure_roles(figure).items():
             roles.setdefault(folder, role)
     return roles
@@ -246,6 +247,14 @@ def figure_experiments(figure):
                 "first_run": RUNS[runs[0]],
             }
     return settings
+
+
+def flatness_runs():
+    """The runs of Fig. S1's ``sweep`` role, whose flatness the report correlates with test accuracy."""
+    if "figS1" not in FIGURES:
+        return []
+    roles = figure_roles("figS1")
+    return [folder.removeprefix("results/runs/") for folder in roles if roles[folder] == "sweep"]
 
 
 def claims_context():
@@ -272,4 +281,6 @@ def all_outputs():
     ]
     if FIGURES:
         outputs.append("results/claims.csv")
+    if flatness_runs():
+        outputs.append("results/tables/flatness_correlations.csv")
     return outputs

@@ -4,6 +4,7 @@
 localrules:
     aggregate,
     figure,
+    flatness,
     claims,
 
 
@@ -47,16 +48,40 @@ rule figure:
     log:
         "results/logs/figure/{figure}.log",
     wildcard_constraints:
-        figure="fig[2-9]",
+        figure="fig[2-9]|figS[12]",
     conda:
         "../envs/netdyn.yaml"
     params:
-        roles=lambda wildcards: figure_roles(wildcards.figure),
+        roles=lambda wildcards: key_sorted(figure_roles(wildcards.figure)),
         settings=lambda wildcards: key_sorted(figure_settings(config, wildcards.figure)),
         caption=lambda wildcards: caption_text(wildcards.figure),
         experiments=lambda wildcards: key_sorted(figure_experiments(wildcards.figure)),
     script:
         "../workflow_scripts/figure.py"
+
+
+rule flatness:
+    input:
+        tables=lambda wildcards: [
+            f"results/runs/{run}/{name}"
+            for run in flatness_runs()
+            for name in ("metrics.csv", "run.json", "events.json")
+        ],
+        code=code_inputs("flatness"),
+    output:
+        report(
+            "results/tables/flatness_correlations.csv",
+            caption="../report/flatness.rst",
+            category="Beyond the paper",
+        ),
+    log:
+        "results/logs/flatness.log",
+    conda:
+        "../envs/netdyn.yaml"
+    params:
+        folders=lambda wildcards: [f"results/runs/{run}" for run in flatness_runs()],
+    script:
+        "../workflow_scripts/flatness.py"
 
 
 rule claims:
@@ -79,7 +104,7 @@ rule claims:
     conda:
         "../envs/netdyn.yaml"
     params:
-        roles=lambda wildcards: claim_roles(),
+        roles=lambda wildcards: key_sorted(claim_roles()),
         context=lambda wildcards: claims_context(),
     script:
         "../workflow_scripts/claims.py"

@@ -77,6 +77,12 @@ MALFORMED = [
     (with_change("figures", {"fig3": {"depth": "a", "settings": {"width": 3}}}), "figures.fig3.settings: unknown key"),
     (with_change("figures", {"fig3": {"depth": "a", "settings": {"depth": "deep"}}}), "figures.fig3.settings.depth"),
     (with_change("analysis", {"opm_alpha": 1.5}), "analysis.opm_alpha"),
+    (with_change("analysis", {"max_steps": {"hessian": 0}}), "analysis.max_steps.hessian"),
+    (
+        with_change("figures", {"figS1": {"grokking": "a", "depth": "a"}}),
+        "figures.figS1.depth: experiment 'a' already plays role 'grokking'",
+    ),
+    (with_change("analysis", {"max_steps": {"magic": 3}}), "analysis.max_steps"),
 ]
 
 
@@ -115,6 +121,19 @@ def test_figure_settings_are_not_roles():
     config = with_change("figures", {"fig3": {"depth": "a", "settings": {"depth": 2}}})
     load_config(config, SCHEMA)
     assert figure_roles(config, "fig3") == {"depth": ["a"]} and figure_settings(config, "fig3") == {"depth": 2}
+
+
+def test_max_steps_thins_one_analysis_evenly_keeping_the_first_and_final_steps():
+    config = with_change("experiments/a/snapshots", {"log": 40})
+    config["experiments"]["a"]["analysis"] = {"max_steps": {"hessian": 5, "cka": 1}}
+    analysis = load_config(config, SCHEMA)["a/base"]["analysis"]
+    steps, thinned = analysis["steps"], analysis["steps_of"]["hessian"]
+    assert len(steps) > 5 and len(thinned) == 5 and set(thinned) <= set(steps)
+    assert thinned[0] == steps[0] and thinned[-1] == steps[-1]
+    positions = [steps.index(step) for step in thinned]
+    gaps = [b - a for a, b in zip(positions, positions[1:], strict=False)]
+    assert max(gaps) - min(gaps) <= 1
+    assert analysis["steps_of"]["cka"] == [steps[-1]] and analysis["steps_of"]["rpd"] == steps
 
 
 def test_experiment_settings_override_defaults_and_epochs_become_steps():

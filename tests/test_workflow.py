@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from netdyn.correlations import FLATNESS_MEASURES
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -22,7 +23,8 @@ TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 
 WORKFLOW_PARTS = ("Snakefile", "rules", "workflow_scripts", "schemas", "profiles", "envs", "netdyn", "report")
 # Pixel size of each figure: panels of 3.2 x 2.6 inches at 150 dpi (netdyn/figures/style.py).
-FIGURE_GRIDS = {2: (2, 3), 3: (2, 3), 4: (2, 3), 5: (2, 2), 6: (2, 3), 7: (3, 4), 8: (2, 2), 9: (4, 2)}
+FIGURE_GRIDS = {"2": (2, 3), "3": (2, 3), "4": (2, 3), "5": (2, 2), "6": (2, 3), "7": (3, 4), "8": (2, 2), "9": (4, 2),
+                "S1": (3, 3), "S2": (2, 3)}  # fmt: skip
 
 
 def copy_workflow(target: Path) -> Path:
@@ -98,7 +100,8 @@ EXPECTED_METRICS = {
     "test_acc_bntrain", "weight_norm", "test_acc_bnbatch",
     "rpd_gradient", "rpd_gradient_half", "rpd_gradient_log", "rpd_contrast", "lp_acc", "lp_train_acc",
     "lmap_acc", "lmap_weights_acc", "basin_input", "basin_weight", "center_distance", "center_similarity",
-    "opm_fraction", "digit_center_distance",
+    "opm_fraction", "digit_center_distance", "hessian_max", "hessian_trace", "nc1", "nc2_norm", "nc2_angle",
+    "nc2_etf", "nc3", "nc4", "cka_to_final",
 }  # fmt: skip
 
 
@@ -115,6 +118,9 @@ def test_every_analysis_table_is_produced_for_every_analysed_step(tiny_workflow)
     for metric in ("rpd_gradient", "lmap_acc", "basin_weight", "center_similarity", "test_acc_bnbatch"):
         assert sorted(set(metrics.loc[metrics["metric"] == metric, "step"])) == steps, metric
     assert sorted(set(metrics.loc[metrics["metric"] == "rpd_gradient", "layer"])) == [1, 2, 3]
+    hessian_steps = sorted(set(metrics.loc[metrics["metric"] == "hessian_max", "step"]))  # max_steps: {hessian: 3}
+    assert len(hessian_steps) == 3 and hessian_steps[0] == steps[0] and hessian_steps[-1] == steps[-1]
+    assert sorted(set(metrics.loc[metrics["metric"] == "nc1", "step"])) == steps
     assert sorted(set(metrics.loc[metrics["metric"] == "lp_acc", "layer"])) == [1, 2, 3, 4]
     assert sorted(set(metrics.loc[metrics["metric"] == "center_distance", "layer"])) == [0, 1, 2, 3]
     rpd = pd.read_csv(run / "rpd.csv")
@@ -181,9 +187,12 @@ def test_every_figure_the_scorecard_and_the_report(tiny_workflow):
     assert set(claims["verdict"]) <= {"reproduced", "not reproduced", "inconclusive"}
     assert set(claims["scale"]) == {"reduced"}  # mnist5k is not the paper's data
     assert {"estimate", "interval_low", "interval_high", "replicates"} <= set(claims.columns)
+    flatness = pd.read_csv(tiny_workflow / "results" / "tables" / "flatness_correlations.csv")
+    assert flatness[["measure", "against"]].values.tolist()[:3] == [[m, "test_acc"] for m in FLATNESS_MEASURES]
+    assert (flatness["n"] == 2).all() and flatness["rho"].isna().all()  # two seeds: too few for a rank correlation
     snakemake(tiny_workflow, "--report", "results/report.html")
     report = (tiny_workflow / "results" / "report.html").read_text()
-    assert "fig9.png" in report and "claims.csv" in report
+    assert all(name in report for name in ("fig9.png", "figS1.png", "figS2.png", "claims.csv", "flatness_corr"))
 
 
 def test_nothing_reruns_without_a_change(tiny_workflow):
@@ -208,10 +217,13 @@ def test_changing_one_stacked_runs_lr_reruns_its_group_and_nothing_else(tiny_wor
     output = snakemake(tiny_workflow, "-n", "--cores", "1", config=changed).stdout
     jobs = re.findall(r"^(?:local)?rule (\w+):", output, re.M)
     # The group trains in one job and is analysed in one job per stage; collect stays per run.
-    group_jobs = {f"{rule}__seeds__stack1" for rule in ("train", "analyse_rpd", "analyse_cka")}
+    stages = ("train", "analyse_rpd", "analyse_basins", "analyse_hessian", "analyse_cka")
+    group_jobs = {f"{rule}__seeds__stack1" for rule in stages}
     assert all(jobs.count(job) == 1 for job in group_jobs)
     assert planned_runs(output, "collect") == planned_runs(output, "dump_activations") == {"seeds/s00", "seeds/s01"}
-    assert set(jobs) == group_jobs | {"dump_activations", "collect", "aggregate", "all"}
+    # The seeds are Fig. S1's sweep: that figure and the flatness table follow; the claims do not read them.
+    assert set(jobs) == group_jobs | {"dump_activations", "collect", "aggregate", "figure", "flatness", "all"}
+    assert re.findall(r"wildcards: figure=(\w+)", output) == ["figS1"]
 
 
 def test_changing_a_figure_setting_redraws_that_figure_only(tiny_workflow):
@@ -249,7 +261,7 @@ def rules_rerun_after_editing(workdir: Path, module: str) -> set[str]:
 
 
 def test_editing_a_module_reruns_exactly_the_rules_that_can_import_it(tiny_workflow):
-    downstream = {"collect", "aggregate", "figure", "claims"}  # rerun because their inputs do
+    downstream = {"collect", "aggregate", "figure", "flatness", "claims"}  # rerun because their inputs do
     assert rules_rerun_after_editing(tiny_workflow, "geometry") - downstream == {"analyse_geometry"}
     assert rules_rerun_after_editing(tiny_workflow, "modes") - downstream == {
         "analyse_rpd",
