@@ -17,7 +17,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# A run killed outright leaves Snakemake's lock behind: netdyn.unlock releases it when no Snakemake process holds it.
 run: $(STAMP)
+	$(BIN)/python -m netdyn.unlock
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report results/report.html
 	@echo "Figures: results/figures/  Claims: results/claims.csv  Report: results/report.html"

@@ -3,7 +3,9 @@
     netdyn analyze --snapshots 'runs/*.pt' --data my.npz --out results/mine
 
 writes ``OUT/config.yaml`` with one ``external`` experiment and runs the workflow's Snakemake rules in
-``OUT`` (tables under ``OUT/results/runs/mine/<label>/``). Extra arguments after ``--`` go to Snakemake.
+``OUT`` (tables under ``OUT/results/runs/mine/<label>/``). Extra arguments after ``--`` go to Snakemake. Snakemake's
+own output goes to ``OUT/snakemake.log`` (and to the terminal with ``-v``); the terminal shows its progress, and on a
+failure each failed job's own error and where its log is.
 
     netdyn plan [--configfile presets/paper.yaml]
 
@@ -13,29 +15,73 @@ prints what a config will cost before it runs (netdyn.plan).
 from __future__ import annotations
 
 import argparse
+import glob
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
-from netdyn.config import ConfigError, external_config, load_config
+from netdyn.config import BUILTIN_DATASETS, ConfigError, external_config, load_config
 from netdyn.stages import DEFAULT_ANALYSES, STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
+PROGRESS = re.compile(r"^\d+ of \d+ steps \(\d+%\) done$")
+FAILED_JOB = re.compile(r"^Error in rule (\S+):\n((?:(?: {4}|\t).*\n?)*)", re.M)
+LOG_TAIL_LINES = 15
+
+
+class UsageError(ValueError):
+    """A flag of ``netdyn analyze`` that cannot work, named with its value."""
+
+
+def _readable_file(flag: str, value: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise UsageError(f"{flag}: {value!r} does not exist")
+    if not path.is_file():
+        raise UsageError(f"{flag}: {value!r} is not a file")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"{flag}: {value!r} is not readable")
+    return path.resolve()
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Every path-taking flag names an existing file or folder of the right kind, before any config is written."""
+    if args.data not in BUILTIN_DATASETS:
+        if not os.path.exists(args.data):
+            known = ", ".join(BUILTIN_DATASETS)
+            raise UsageError(f"--data: {args.data!r} does not exist and is not a dataset name ({known})")
+        _readable_file("--data", args.data)
+    if any(c in args.snapshots for c in "*?["):
+        if not glob.glob(os.path.expanduser(args.snapshots)):
+            raise UsageError(f"--snapshots: the pattern {args.snapshots!r} matches no file")
+    elif not os.path.exists(args.snapshots):
+        raise UsageError(f"--snapshots: {args.snapshots!r} does not exist")
+    for flag, value in (("--analysis", args.analysis), ("--model-yaml", args.model_yaml)):
+        if value is not None:
+            _readable_file(flag, value)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out: {args.out!r} exists and is not a folder")
+    unknown = [name for name in args.analyses.split(",") if name not in STAGES]
+    if unknown:
+        raise UsageError(f"--analyses: unknown analysis {unknown[0]!r}; choose from {', '.join(STAGES)}")
 
 
 def build_config(args: argparse.Namespace) -> dict:
     """The config of one external experiment ``mine`` with run ``args.label``."""
-    if os.path.exists(args.data):
-        dataset = {"source": "arrays", "path": str(Path(args.data).resolve())}
-    else:
+    if args.data in BUILTIN_DATASETS:
         dataset = {"source": args.data}
+    else:
+        dataset = {"source": "arrays", "path": str(Path(args.data).resolve())}
     location = args.snapshots if any(c in args.snapshots for c in "*?[") else str(Path(args.snapshots).resolve())
     if not os.path.isabs(location):
         location = str(Path.cwd() / location)
     settings = yaml.safe_load(Path(args.analysis).read_text()) if args.analysis else {}
+    if not isinstance(settings or {}, dict):
+        raise UsageError(f"--analysis: {args.analysis!r} does not hold a mapping of analysis settings")
     return external_config(
         "mine",
         args.label,
@@ -45,8 +91,49 @@ def build_config(args: argparse.Namespace) -> dict:
         model_yaml=str(Path(args.model_yaml).resolve()) if args.model_yaml else None,
         step_pattern=args.step_pattern,
         train={"loss": args.loss} if args.loss else None,
-        analysis=settings,
+        analysis=settings or {},
     )
+
+
+def failed_jobs(output: str) -> list[tuple[str, str | None]]:
+    """(rule, log file or None) of every ``Error in rule`` block of a Snakemake run's output."""
+    found = []
+    for rule, block in FAILED_JOB.findall(output):
+        log = re.search(r"^\s+log: (\S+)", block, re.M)
+        found.append((rule, log.group(1) if log else None))
+    return list(dict.fromkeys(found))
+
+
+def run_snakemake(command: list[str], out: Path, verbose: bool) -> int:
+    """Run Snakemake in ``out``. Its output goes to ``out/snakemake.log`` (and to the terminal when ``verbose``); the
+    terminal gets its progress lines and, when a job fails, that job's own last log lines and where its log is."""
+    log_path = out / "snakemake.log"
+    with (
+        open(log_path, "w") as log,
+        subprocess.Popen(
+            command, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        ) as process,
+    ):
+        for line in process.stdout:
+            log.write(line)
+            if verbose:
+                sys.stdout.write(line)
+            elif PROGRESS.match(line.strip()):
+                print(f"netdyn analyze: {line.strip()}", flush=True)
+        code = process.wait()
+    if code == 0:
+        return 0
+    if not verbose:
+        for rule, job_log in failed_jobs(log_path.read_text()):
+            where = out / job_log if job_log else None
+            if where is not None and where.exists():
+                tail = where.read_text().splitlines()[-LOG_TAIL_LINES:]
+                print(f"netdyn analyze: job {rule} failed; the end of its log {where}:", file=sys.stderr)
+                print("\n".join(f"    {line}" for line in tail), file=sys.stderr)
+            else:
+                print(f"netdyn analyze: job {rule} failed (no log of its own)", file=sys.stderr)
+    print(f"netdyn analyze: failed (Snakemake exit {code}); Snakemake's own output: {log_path}", file=sys.stderr)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     analyze.add_argument("--analysis", help="YAML file of analysis settings (docs/config.md, section analysis)")
     analyze.add_argument("--loss", choices=["ce", "mse"], help="loss the model was trained with (default: ce)")
     analyze.add_argument("--cores", default="all")
+    analyze.add_argument("-v", "--verbose", action="store_true", help="show Snakemake's own output")
     plan = commands.add_parser("plan", help="what a config will cost before it runs")
     plan.add_argument("--configfile", default=str(ROOT / "config.yaml"), help="config or preset (default: config.yaml)")
     args, extra = parser.parse_known_args(argv if argv is not None else sys.argv[1:])
@@ -77,18 +165,22 @@ def main(argv: list[str] | None = None) -> int:
         from netdyn.plan import main as plan_main
 
         return plan_main(["--configfile", args.configfile, *extra])
-    config = build_config(args)
     try:
+        check_flags(args)
+        config = build_config(args)
         load_config(config, ROOT / "schemas" / "config.schema.yaml")
-    except ConfigError as error:
-        print(f"netdyn analyze: {error}", file=sys.stderr)
+    except (UsageError, ConfigError, yaml.YAMLError) as error:
+        print(f"netdyn analyze: {error}".splitlines()[0], file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(out)]
     command += ["--configfile", str(out / "config.yaml"), "--cores", str(args.cores), *[a for a in extra if a != "--"]]
-    return subprocess.call(command, cwd=out)
+    code = run_snakemake(command, out, args.verbose)
+    if code == 0:
+        print(f"netdyn analyze: done; tables in {out / 'results' / 'runs' / 'mine' / args.label}")
+    return code
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import functools
 import gzip
 import itertools
 import math
+import os
 import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -237,6 +238,41 @@ def dataset_definition(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     return dict(datasets[name])
 
 
+def check_file(where: str, path: str, kind: str) -> Path:
+    """``path`` (config key ``where``) must be a readable file holding ``kind``; raise ConfigError naming the key."""
+    target = Path(path).expanduser()
+    if not target.exists():
+        raise ConfigError(f"{where}: {str(target)!r} does not exist ({kind})")
+    if not target.is_file():
+        raise ConfigError(f"{where}: {str(target)!r} is not a file ({kind})")
+    if not os.access(target, os.R_OK):
+        raise ConfigError(f"{where}: {str(target)!r} is not readable")
+    return target
+
+
+def check_datasets(config: Mapping[str, Any]) -> None:
+    """Every dataset's files must be there before anything runs: an IDX folder (source idx) or a file of arrays
+    (source arrays), named by their config key."""
+    for name, definition in config.get("datasets", {}).items():
+        source, path = definition["source"], definition.get("path")
+        if source not in ("idx", "arrays"):
+            continue
+        where = f"datasets.{name}.path"
+        kind = "an IDX folder" if source == "idx" else "an .npz or HDF5 file of arrays"
+        if path is None:
+            raise ConfigError(f"datasets.{name}: source {source} needs 'path' ({kind})")
+        if source == "arrays":
+            check_file(where, path, f"source arrays reads {kind}")
+            continue
+        target = Path(path).expanduser()
+        if not target.exists():
+            raise ConfigError(f"{where}: {str(target)!r} does not exist (source idx reads {kind})")
+        if not target.is_dir():
+            raise ConfigError(f"{where}: {str(target)!r} is not a folder (source idx reads the IDX files in a folder)")
+        if not os.access(target, os.R_OK | os.X_OK):
+            raise ConfigError(f"{where}: {str(target)!r} is not readable")
+
+
 def _idx_train_size(folder: Path) -> int | None:
     for name in ("train-labels-idx1-ubyte", "train-labels-idx1-ubyte.gz"):
         path = folder / name
@@ -391,6 +427,9 @@ def _external_runs(
     """Runs of an ``external`` experiment: one per label, its snapshot steps read from the checkpoint names."""
     runs = {}
     where = f"experiments.{name}.external"
+    for key, kind in (("steps_csv", "a CSV of file, step"), ("model_yaml", "a YAML model description")):
+        if external.get(key) is not None:
+            check_file(f"{where}.{key}", external[key], kind)
     for label, location in external["runs"].items():
         try:
             files = checkpoint_files(
@@ -545,6 +584,7 @@ def load_config(config: Mapping[str, Any], schema_path: str | Path) -> dict[str,
     schema = load_yaml(schema_path)
     validate(config, schema)
     check_figures(config)
+    check_datasets(config)
     runs = expand_runs(config, schema)
     check_dump_size(runs, config.get("dumps", {}))
     return runs

@@ -40,6 +40,7 @@ from tqdm import tqdm
 from netdyn import data as datasets
 from netdyn import snapshots
 from netdyn.config import stack_key
+from netdyn.devices import resolve_device
 from netdyn.evaluate import snapshot_metrics
 from netdyn.layers import ACTIVATIONS
 from netdyn.models import build
@@ -54,7 +55,6 @@ from netdyn.train import (
     latest_resumable,
     make_optimizer,
     optimizer_step,
-    resolve_device,
     spec_digest,
     training_rows,
 )

@@ -2,10 +2,10 @@
 
 ``load_runs(run_dirs)`` returns one ``RunTables`` whose frames concatenate every run's files (each with a
 ``run`` column): ``history``, ``metrics``, one frame per stage table of the registry (netdyn.stages.RUN_TABLES:
-``rpd``, ``neurons``, ``basins``, ...), ``events``, and ``runs``: one row per run with its status and its spec
-flattened to dotted columns (``model.depth``, ``train.lr``, ...). A run is ``diverged`` when its run.json or its
-events.json says so, for every reader alike. Missing files (an analysis that was not requested, a diverged run)
-give empty frames or missing rows, never made-up values.
+``rpd``, ``neurons``, ``basins``, ...), ``events``, and ``runs``: one row per run with its status, the device it
+trained on and its spec flattened to dotted columns (``model.depth``, ``train.lr``, ...). A run is ``diverged``
+when its run.json or its events.json says so, for every reader alike. Missing files (an analysis that was not
+requested, a diverged run) give empty frames or missing rows, never made-up values.
 
 ``scalars``, ``final_steps`` and ``final_values`` are the one reader of a run's final values that the figures and
 the scorecard share.
@@ -90,6 +90,7 @@ def load_runs(run_dirs: Iterable[str | os.PathLike], roles: Mapping[str, str] | 
                 "role": (roles or {}).get(run, ""),
                 "status": record["status"],
                 "diverged_at": record["diverged_at"],
+                "device": record.get("device"),  # the device the run trained on (train.device is the request)
                 **flatten(spec),
             }
         )

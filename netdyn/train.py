@@ -19,7 +19,6 @@ import platform
 import shutil
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,22 +28,11 @@ from tqdm import tqdm
 
 from netdyn import data as datasets
 from netdyn import snapshots
+from netdyn.devices import resolve_device
 from netdyn.evaluate import loss_value, snapshot_metrics
 from netdyn.models import build
 from netdyn.records import write_run
 from netdyn.samples import training_indices
-
-
-def resolve_device(requested: str) -> torch.device:
-    """``auto`` picks CUDA when present (with a warning when it falls back to the CPU)."""
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device: 'cuda' was requested but no CUDA GPU is visible; use 'auto' or 'cpu'")
-    if requested == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        warnings.warn("train.device is 'auto' and no CUDA GPU is visible: training on the CPU", stacklevel=2)
-        return torch.device("cpu")
-    return torch.device(requested)
 
 
 def batches_per_epoch(n: int, batch_size: int) -> int:

@@ -214,7 +214,7 @@ for group in STACKS:
             conda:
                 "../envs/netdyn.yaml"
             resources:
-                gpu=int(STAGES[stage].uses_gpu),
+                **group_resources(f"analyse_{stage}", gpu=int(STAGES[stage].uses_gpu)),
             params:
                 **group_lists([run_stage_params(stage, run) for run in members]),
                 stage=stage,

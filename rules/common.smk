@@ -159,6 +159,15 @@ def group_stages(group):
     return [name for name in STAGES if name in requested]
 
 
+def group_resources(rule, **own):
+    """A stack group's resources: its own, updated with what a profile's ``set-resources`` gives ``rule`` (a GPU
+    partition, a time limit, ...), since set-resources matches rule names exactly and a group's rule is
+    ``<rule>__<group>``."""
+    given = workflow.resource_settings.overwrite_resources.get(rule, {})
+    raw = {name: getattr(value, "raw", value) for name, value in dict(given).items()}
+    return own | {name: value for name, value in raw.items() if value is not None}
+
+
 def group_lists(per_run):
     """``{key: [value of each member]}`` from a list of per-member dicts with the same keys."""
     return {key: [entry[key] for entry in per_run] for key in per_run[0]}
@@ -230,11 +239,6 @@ def claim_roles():
     return roles
 
 
-def caption_text(figure):
-    """The figure's caption (report/{figure}.rst), which says what it shows and which claim it tests."""
-    return open(os.path.join(workflow.basedir, "report", f"{figure}.rst")).read()
-
-
 def figure_experiments(figure):
     """The resolved training and analysis settings of the experiments behind a figure, for its caption."""
     settings = {}
@@ -280,7 +284,7 @@ def all_outputs():
         for ext in ("png", "pdf", "csv")
     ]
     if FIGURES:
-        outputs.append("results/claims.csv")
+        outputs += ["results/claims.csv", "results/report/front.rst"]
     if flatness_runs():
         outputs.append("results/tables/flatness_correlations.csv")
     return outputs

@@ -6,6 +6,7 @@ localrules:
     figure,
     flatness,
     claims,
+    front_page,
 
 
 rule aggregate:
@@ -17,7 +18,12 @@ rule aggregate:
         ],
         code=code_inputs("aggregate"),
     output:
-        "results/tables/{experiment}.csv",
+        report(
+            "results/tables/{experiment}.csv",
+            caption="../report/experiment_table.rst",
+            category="Experiment tables",
+            subcategory="{experiment}",
+        ),
     log:
         "results/logs/aggregate/{experiment}.log",
     conda:
@@ -41,10 +47,17 @@ rule figure:
             "results/figures/{figure}.png",
             caption="../report/figure.rst",
             category="Figures",
+            subcategory="Figures",
             labels={"figure": "{figure}"},
         ),
         pdf="results/figures/{figure}.pdf",
-        csv="results/figures/{figure}.csv",
+        csv=report(
+            "results/figures/{figure}.csv",
+            caption="../report/figure_numbers.rst",
+            category="Figures",
+            subcategory="Plotted numbers",
+            labels={"figure": "{figure}"},
+        ),
     log:
         "results/logs/figure/{figure}.log",
     wildcard_constraints:
@@ -54,7 +67,6 @@ rule figure:
     params:
         roles=lambda wildcards: key_sorted(figure_roles(wildcards.figure)),
         settings=lambda wildcards: key_sorted(figure_settings(config, wildcards.figure)),
-        caption=lambda wildcards: caption_text(wildcards.figure),
         experiments=lambda wildcards: key_sorted(figure_experiments(wildcards.figure)),
     script:
         "../workflow_scripts/figure.py"
@@ -82,6 +94,27 @@ rule flatness:
         folders=lambda wildcards: [f"results/runs/{run}" for run in flatness_runs()],
     script:
         "../workflow_scripts/flatness.py"
+
+
+rule front_page:
+    input:
+        claims="results/claims.csv",
+        intro="report/workflow.rst",
+        code=code_inputs("front_page"),
+    output:
+        "results/report/front.rst",
+    log:
+        "results/logs/front_page.log",
+    conda:
+        "../envs/netdyn.yaml"
+    params:
+        figure_roles=lambda wildcards: {
+            figure: sorted(set(figure_roles(figure).values()))
+            for figure in FIGURES
+            if not figure.startswith("figS")
+        },
+    script:
+        "../workflow_scripts/front_page.py"
 
 
 rule claims:

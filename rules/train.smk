@@ -45,7 +45,7 @@ for group, members in STACKS.items():
             "../envs/netdyn.yaml"
         threads: 1
         resources:
-            gpu=1,
+            **group_resources("train", gpu=1),
         params:
             group=group,
             specs=[training_spec(RUNS[run]) for run in members],

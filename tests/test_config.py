@@ -58,6 +58,36 @@ MALFORMED = [
     (with_change("experiments", {"Bad-Name": {}}), "experiments: 'Bad-Name' does not match"),
     (with_change("datasets", {"mine": {"source": "cifar"}}), "datasets.mine.source"),
     (with_change("datasets", {"mine": {"path": "/x"}}), "datasets.mine: 'source' is a required property"),
+    # Path-taking keys: missing, of the wrong kind (root reads every file, so "unreadable" is not testable here).
+    (
+        with_change("datasets", {"mine": {"source": "idx", "path": "/nonexistent"}}),
+        "datasets.mine.path: '/nonexistent' does not exist (source idx reads an IDX folder)",
+    ),
+    (
+        with_change("datasets", {"mine": {"source": "idx", "path": str(ROOT / "README.md")}}),
+        "datasets.mine.path: '" + str(ROOT / "README.md") + "' is not a folder",
+    ),
+    (with_change("datasets", {"mine": {"source": "idx"}}), "datasets.mine: source idx needs 'path'"),
+    (
+        with_change("datasets", {"mine": {"source": "arrays", "path": "/missing.npz"}}),
+        "datasets.mine.path: '/missing.npz' does not exist",
+    ),
+    (
+        with_change("datasets", {"mine": {"source": "arrays", "path": str(ROOT / "docs")}}),
+        "datasets.mine.path: '" + str(ROOT / "docs") + "' is not a file",
+    ),
+    (
+        with_change("experiments/a/external", {"runs": {"x": str(ROOT / "docs")}, "steps_csv": "/missing.csv"}),
+        "experiments.a.external.steps_csv: '/missing.csv' does not exist",
+    ),
+    (
+        with_change("experiments/a/external", {"runs": {"x": str(ROOT / "docs")}, "model_yaml": str(ROOT / "docs")}),
+        "experiments.a.external.model_yaml: '" + str(ROOT / "docs") + "' is not a file",
+    ),
+    (
+        with_change("experiments/a/external", {"runs": {"x": str(ROOT / "nothing" / "*.pt")}}),
+        "experiments.a.external.runs.x: " + str(ROOT / "nothing" / "*.pt") + ": no checkpoint files found",
+    ),
     (with_change("defaults/train/device", "tpu"), "defaults.train.device"),
     (with_change("defaults/train/dtype", "float16"), "defaults.train.dtype"),
     ({"defaults": {"train": {"batch_size": 5}}, "experiments": {"a": {}}}, "experiments.a.train: the training length"),

@@ -97,11 +97,24 @@ def kill_when(workdir: Path, ready: Callable[[], bool], timeout: float = 120) ->
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # the process group of the snakemake process started above
         process.wait()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # its jobs die with it; wait until none is left (as after a real crash)
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
 
 
 def rerun(workdir: Path) -> subprocess.CompletedProcess:
-    """What a user does after a crash: release Snakemake's stale lock, rerun with --rerun-incomplete."""
-    snakemake(workdir, "--unlock", "--cores", "1")
+    """What ``make run`` does after a crash: release the stale lock the killed run left (netdyn.unlock finds no live
+    Snakemake process in the folder), then rerun with --rerun-incomplete."""
+    assert (workdir / ".snakemake" / "locks").is_dir() and any((workdir / ".snakemake" / "locks").iterdir())
+    unlocked = subprocess.run(
+        [sys.executable, "-m", "netdyn.unlock", str(workdir)], capture_output=True, text=True, check=True
+    )
+    assert "released a stale Snakemake lock" in unlocked.stderr, unlocked.stderr
+    assert not (workdir / ".snakemake" / "locks").is_dir() or not any((workdir / ".snakemake" / "locks").iterdir())
     return snakemake(workdir, "--cores", "2", "--rerun-incomplete")
 
 

@@ -62,3 +62,18 @@ def test_ci_runs_make_test_and_readme_shows_the_two_commands():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
+
+
+def test_licence_citation_and_changelog_agree_with_the_package():
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert citation["cff-version"] == "1.2.0" and citation["version"] == version and citation["license"] == "MIT"
+    paper = citation["preferred-citation"]
+    assert {"type": "other", "value": "arXiv:2501.02436"} in paper["identifiers"]
+    assert [author["family-names"] for author in paper["authors"]] == ["Lin", "Feng", "Zhang", "Zhao"]
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert "## [Unreleased]" in changelog
+    headings = re.findall(r"^## .*$", changelog, re.M)
+    assert headings[0] == "## [Unreleased]"
+    assert all(re.fullmatch(r"## \[\d+\.\d+\.\d+\] - \d{4}-\d{2}-\d{2}", h) for h in headings[1:]), headings

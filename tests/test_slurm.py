@@ -100,9 +100,13 @@ def test_every_compute_job_went_through_sbatch(runs):
     for job, (slurm_id, rule) in submitted.items():
         assert rule == jobs[job][0]
         assert slurm_job_field(slurm_id, "JobState") == "COMPLETED", (rule, slurm_id)
-        # The gpu resource reached SLURM as a GPU request (--gpus), and only for the rules that declare it.
-        expected = "gres:gpu:1" if rule in gpu else None
-        assert slurm_job_field(slurm_id, "TresPerJob") == expected, (rule, slurm_id)
+        # The gpu resource reached SLURM as a GPU request, and only for the rules that declare it: as --gpus
+        # (TresPerJob), or for train as --gres (TresPerNode), the route of sites without select/cons_tres.
+        per_job, per_node = (slurm_job_field(slurm_id, field) for field in ("TresPerJob", "TresPerNode"))
+        if rule == "train":
+            assert (per_job, per_node) == (None, "gres:gpu:1"), (rule, slurm_id, per_job, per_node)
+        else:
+            assert per_job == ("gres:gpu:1" if rule in gpu else None) and per_node is None, (rule, slurm_id)
 
 
 @pytest.mark.parametrize("table", ["history.csv", "metrics.csv", "rpd.csv", "basins.csv", "geometry.csv",

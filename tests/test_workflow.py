@@ -193,6 +193,10 @@ def test_every_figure_the_scorecard_and_the_report(tiny_workflow):
     snakemake(tiny_workflow, "--report", "results/report.html")
     report = (tiny_workflow / "results" / "report.html").read_text()
     assert all(name in report for name in ("fig9.png", "figS1.png", "figS2.png", "claims.csv", "flatness_corr"))
+    assert all(f"Figure {name}" in report for name in ("2", "9", "S1", "S2"))  # each figure's own caption
+    front = (tiny_workflow / "results" / "report" / "front.rst").read_text()  # the report's first page
+    assert front.count("   * - ") == 1 + len(claims) and "Claims scorecard" in report
+    assert "fig3.png_" in front and claims["title"].iloc[0].split()[0] in report
 
 
 def test_nothing_reruns_without_a_change(tiny_workflow):
@@ -236,6 +240,16 @@ def test_changing_a_figure_setting_redraws_that_figure_only(tiny_workflow):
     assert set(jobs) - {"all"} == {"figure"} and jobs.count("figure") == 1 and "figure=fig3" in output
 
 
+def test_editing_a_caption_redraws_nothing(tiny_workflow):
+    caption = tiny_workflow / "report" / "figure.rst"
+    original = caption.read_text()
+    try:
+        caption.write_text(original.replace("Figure 3", "Figure Three"))
+        assert "Nothing to be done" in snakemake(tiny_workflow, "-n", "--cores", "1").stdout
+    finally:
+        caption.write_text(original)
+
+
 def dry_run_after_editing(workdir: Path, module: str) -> str:
     """A dry run's output after an edit of ``netdyn/<module>.py`` (content and time restored afterwards)."""
     source = workdir / "netdyn" / f"{module}.py"
@@ -261,7 +275,7 @@ def rules_rerun_after_editing(workdir: Path, module: str) -> set[str]:
 
 
 def test_editing_a_module_reruns_exactly_the_rules_that_can_import_it(tiny_workflow):
-    downstream = {"collect", "aggregate", "figure", "flatness", "claims"}  # rerun because their inputs do
+    downstream = {"collect", "aggregate", "figure", "flatness", "claims", "front_page"}  # rerun: their inputs do
     assert rules_rerun_after_editing(tiny_workflow, "geometry") - downstream == {"analyse_geometry"}
     assert rules_rerun_after_editing(tiny_workflow, "modes") - downstream == {
         "analyse_rpd",

@@ -7,10 +7,12 @@ The stage is the rule's ``params.stage``; its tables go to the rule's outputs of
 import torch
 
 from netdyn.atomic import write_csv
+from netdyn.gpus import job_gpu_slot
 from netdyn.logs import logged
 from netdyn.stages import Sources, outputs, runner
 
 with logged(snakemake.log[0]):
+    slot = job_gpu_slot(snakemake.resources)  # before CUDA starts: this job's own GPU on a multi-GPU machine
     torch.set_num_threads(snakemake.threads)
     stage = snakemake.params.stage
     if sorted(outputs(stage)) != sorted(snakemake.output.keys()):

@@ -1,9 +1,11 @@
 """Rule dump_activations: every analysed snapshot's fields and outputs (netdyn.activations)."""
 
 from netdyn.activations import dump_run
+from netdyn.gpus import job_gpu_slot
 from netdyn.logs import logged
 
 with logged(snakemake.log[0]):
+    slot = job_gpu_slot(snakemake.resources)  # before CUDA starts: this job's own GPU on a multi-GPU machine
     dump_run(
         snakemake.input.snapshots,
         snakemake.input.data,

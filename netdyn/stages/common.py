@@ -4,6 +4,7 @@ fields (read from the run's activation dumps where it has them, else computed fr
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -12,12 +13,16 @@ from torch import nn
 
 from netdyn import activations, snapshots
 from netdyn import data as datasets
+from netdyn.devices import resolve_device
 from netdyn.samples import analysis_samples
 from netdyn.stages import Sources
 
 
 def analysis_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA when torch can use it, else the CPU; an error when the job was given a GPU torch cannot use."""
+    with warnings.catch_warnings():  # the CPU is the analyses' ordinary device where there is no GPU
+        warnings.simplefilter("ignore")
+        return resolve_device("auto", key="analysis device")
 
 
 def models(snapshot_dir: str | os.PathLike, steps: Sequence[int], log=print) -> Iterator[tuple[int, nn.Sequential]]:

@@ -1,0 +1,57 @@
+"""The report's first page (rule ``front_page``): the workflow's introduction, then the claims scorecard as a table
+(claim, verdict, scale, value, interval, reason) with links to the figures each claim bears on.
+
+Snakemake renders the page from reStructuredText and defines a link target for every file in the report, so a cell
+``fig3.png_`` opens Figure 3. Light: pandas only, no torch.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+COLUMNS = ("claim", "verdict", "scale", "value", "interval", "reason", "figures")
+RST_SPECIAL = re.compile(r"([\\`*_|<>\[\]])")
+
+
+def rst_text(value: object) -> str:
+    """A table cell's text with reStructuredText's markup characters escaped, on one line."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return RST_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
+
+
+def interval(row: Mapping[str, object]) -> str:
+    low, high = row.get("interval_low"), row.get("interval_high")
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (low, high)):
+        return ""
+    return f"[{float(low):.3g}, {float(high):.3g}]"
+
+
+def claim_figures(claim_roles: Mapping[int, Sequence[str]], figure_roles: Mapping[str, Sequence[str]]) -> dict:
+    """claim -> the figures (of those drawn) that have one of the claim's roles, in figure order."""
+    return {
+        claim: [figure for figure, roles in figure_roles.items() if set(roles) & set(wanted)]
+        for claim, wanted in claim_roles.items()
+    }
+
+
+def front_page(intro: str, scorecard: pd.DataFrame, figures_of: Mapping[int, Sequence[str]]) -> str:
+    """The first page's reStructuredText: ``intro``, then one scorecard row per claim."""
+    lines = [intro.rstrip(), "", "Claims scorecard", "----------------", ""]
+    verdicts = scorecard["verdict"].value_counts()
+    lines.append(", ".join(f"{count} {verdict}" for verdict, count in verdicts.items()) + " (``results/claims.csv``).")
+    lines += ["", ".. list-table::", "   :header-rows: 1", "   :widths: 5 25 10 8 12 12 20 8", ""]
+    header = ["claim", "title", "verdict", "scale", "value", "interval", "reason", "figures"]
+    lines.append("   * - " + header[0])
+    lines += [f"     - {name}" for name in header[1:]]
+    for row in scorecard.to_dict("records"):
+        figures = " ".join(f"{figure}.png_" for figure in figures_of.get(int(row["claim"]), []))
+        cells = [str(row["claim"]), rst_text(row["title"]), f"**{rst_text(row['verdict'])}**", rst_text(row["scale"]),
+                 rst_text(row.get("value")), interval(row), rst_text(row.get("reason")), figures]  # fmt: skip
+        lines.append(f"   * - {cells[0]}")
+        lines += [f"     - {cell}" if cell else "     -" for cell in cells[1:]]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,47 @@
+"""The report's first page (netdyn.frontpage): the scorecard renders as an HTML table of one row per claim, its
+cells escaped, each claim linked to the figures that share one of its roles."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+from docutils.core import publish_parts
+
+from netdyn.frontpage import claim_figures, front_page, rst_text
+
+
+def scorecard() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "claim": [1, 2, 3],
+            "title": ["23x1024 reaches 98.6%", "best depth *6-8*", "G_1 `smallest` | near 6"],
+            "verdict": ["reproduced", "inconclusive", "not reproduced"],
+            "scale": ["paper", "reduced", "reduced"],
+            "value": ["0.991", np.nan, "rho = -0.8"],
+            "interval_low": [0.985, np.nan, -0.9],
+            "interval_high": [0.995, np.nan, -0.6],
+            "reason": ["", "< 2 seeds", "interval below the criterion_"],
+        }
+    )
+
+
+def test_the_scorecard_renders_as_a_table_with_a_row_per_claim_and_figure_links():
+    figures = claim_figures({1: ("depth",), 2: ("sweep",), 3: ("shallow",)},
+                            {"fig3": ["depth"], "fig4": ["sweep"], "fig9": ["depth"]})  # fmt: skip
+    assert figures == {1: ["fig3", "fig9"], 2: ["fig4"], 3: []}
+    text = front_page("Introduction.", scorecard(), figures)
+    links = ".. _fig3.png: #a\n.. _fig4.png: #b\n.. _fig9.png: #c\n"  # Snakemake defines one per report file
+    html = publish_parts(text + links, writer_name="html")["html_body"]
+    rows = re.findall(r"<tr", html)
+    assert len(rows) == 1 + 3  # the header and one row per claim
+    assert "1 reproduced, 1 inconclusive, 1 not reproduced" in html
+    assert "best depth *6-8*" in html and "G_1 `smallest` | near 6" in html  # escaped, not markup
+    assert html.count('href="#a"') == 1 and html.count('href="#c"') == 1 and html.count('href="#b"') == 1
+    assert "[0.985, 0.995]" in html and "System Message" not in html
+
+
+def test_cells_are_one_line_and_missing_values_are_empty():
+    assert rst_text(float("nan")) == "" and rst_text(None) == ""
+    assert rst_text("a\nb  c") == "a b c" and rst_text("x_") == "x\\_"
