@@ -30,18 +30,25 @@ bench: $(STAMP)
 # The SLURM test runs first so that the closing line of the log is the main suite's.
 test: $(STAMP) lint test-data
 	$(MAKE) test-slurm
-	$(BIN)/python -m pytest -q --ignore=tests/test_slurm.py
+	$(BIN)/python -m pytest -q -rs --ignore=tests/test_slurm.py
 
 # A real single-node SLURM (Debian slurm-wlm + munge, needs root); skips with the reason printed where it cannot run.
 test-slurm: $(STAMP)
 	$(BIN)/python -m pytest -q -rs tests/test_slurm.py
 
-# Real Fashion-MNIST IDX files for the IDX reader's tests (Debian package; skipped where apt is unavailable).
+# Real Fashion-MNIST IDX files for the IDX reader's tests, and Chromium for the report's browser test (Debian
+# packages, ~20 s; the tests that need them skip, saying why, where apt is unavailable).
 test-data:
 	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		(apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
 		 (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) || \
 		echo "dataset-fashion-mnist could not be installed: its tests will be skipped"; \
+	fi
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && \
+		  apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1)) || \
+		echo "chromium could not be installed: the report's browser test will be skipped"; \
 	fi
 
 test-fast: $(STAMP)

@@ -2,8 +2,9 @@
 
 ``train.device``: ``cpu``; ``cuda`` (fails at once, saying why, when torch cannot use CUDA); ``auto`` (CUDA when
 torch can use it, else the CPU with a warning, except when the job was given a GPU: ``CUDA_VISIBLE_DEVICES`` names
-one, or SLURM says it allocated GPUs; then torch being unable to use it is an error, not a days-long CPU run). The
-analyses follow ``auto``'s rule.
+one, or SLURM says it allocated GPUs; then torch being unable to use it is an error, not a days-long CPU run). A
+run's analyses run on the CPU when it trained with ``cpu`` and follow ``auto``'s rule otherwise
+(netdyn.stages.common.analysis_device).
 """
 
 from __future__ import annotations

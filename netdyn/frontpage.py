@@ -18,10 +18,12 @@ RST_SPECIAL = re.compile(r"([\\`*_|<>\[\]])")
 
 
 def rst_text(value: object) -> str:
-    """A table cell's text with reStructuredText's markup characters escaped, on one line."""
+    """A table cell's text with reStructuredText's markup characters escaped, on one line; a leading escaped space
+    (which RST drops) keeps text such as "(a) ..." or "- x" from starting a list."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    return RST_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
+    text = RST_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
+    return f"\\ {text}" if text else ""
 
 
 def interval(row: Mapping[str, object]) -> str:

@@ -63,4 +63,5 @@ def test_a_training_job_given_an_unusable_gpu_stops_before_training(no_cuda, mon
         train_run(spec, synthetic_h5, *paths, log=lambda _: None)
     assert not paths.run_json.exists() and not paths.snapshots.exists()
     with pytest.raises(DeviceError, match="analysis device: 'auto'"):
-        analysis_device()
+        analysis_device({"device": "auto"})
+    assert analysis_device({"device": "cpu"}) == torch.device("cpu")  # a run trained on the CPU on purpose

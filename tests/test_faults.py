@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from netdyn.unlock import lock_files
 from tests.conftest import ROOT
 from tests.test_workflow import copy_workflow, snakemake
 
@@ -80,10 +81,10 @@ def assert_same_tables(workdir: Path, reference: Path) -> None:
             pd.testing.assert_frame_equal(mine, theirs, check_exact=True, obj=str(path))
 
 
-def kill_when(workdir: Path, ready: Callable[[], bool], timeout: float = 120) -> None:
+def kill_when(workdir: Path, ready: Callable[[], bool], *extra: str, timeout: float = 120) -> None:
     """Run the workflow in its own session and SIGKILL that whole process group as soon as ``ready()``."""
     command = [sys.executable, "-m", "snakemake", "--directory", str(workdir), "--configfile", "config.yaml"]
-    command += ["--cores", "2"]
+    command += ["--cores", "2", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(
         command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -106,40 +107,38 @@ def kill_when(workdir: Path, ready: Callable[[], bool], timeout: float = 120) ->
             time.sleep(0.05)
 
 
-def rerun(workdir: Path) -> subprocess.CompletedProcess:
-    """What ``make run`` does after a crash: release the stale lock the killed run left (netdyn.unlock finds no live
-    Snakemake process in the folder), then rerun with --rerun-incomplete."""
-    assert (workdir / ".snakemake" / "locks").is_dir() and any((workdir / ".snakemake" / "locks").iterdir())
+def release_stale_lock(workdir: Path) -> None:
+    """What ``make run`` does first after a crash: netdyn.unlock finds no live Snakemake process in the folder and
+    releases the lock the killed run left."""
+    assert lock_files(workdir), "a killed run leaves its lock"
     unlocked = subprocess.run(
         [sys.executable, "-m", "netdyn.unlock", str(workdir)], capture_output=True, text=True, check=True
     )
     assert "released a stale Snakemake lock" in unlocked.stderr, unlocked.stderr
-    assert not (workdir / ".snakemake" / "locks").is_dir() or not any((workdir / ".snakemake" / "locks").iterdir())
+    assert not lock_files(workdir)
+
+
+def rerun(workdir: Path) -> subprocess.CompletedProcess:
+    """A user's rerun after a crash: the stale lock released, then --rerun-incomplete."""
+    release_stale_lock(workdir)
     return snakemake(workdir, "--cores", "2", "--rerun-incomplete")
 
 
-def test_sigkill_during_training_then_rerun_gives_the_uninterrupted_tables(reference, tmp_path):
+def test_sigkill_during_training_then_during_an_analysis_then_rerun_gives_the_uninterrupted_tables(reference, tmp_path):
     workdir = fresh_copy(reference, tmp_path / "w", with_results=False)
     run = workdir / "results" / "runs" / GOOD
 
     def training_half_done() -> bool:  # a resumable snapshot exists, the run is not finished
         return any((run / ".train-resume").glob("step*.pt")) and not (run / "run.json").exists()
 
-    kill_when(workdir, training_half_done)
-    assert not (run / "run.json").exists()
-    rerun(workdir)
-    assert_same_tables(workdir, reference)
-
-
-def test_sigkill_during_an_analysis_then_rerun_gives_the_uninterrupted_tables(reference, tmp_path):
-    workdir = fresh_copy(reference, tmp_path / "w", with_results=False)
-    run = workdir / "results" / "runs" / GOOD
-
     def analysing() -> bool:  # the activations are dumped, an analysis runs, the run is not collected yet
         return (run / "activations").is_dir() and (workdir / f"results/logs/stacks/analyse_rpd__{GROUP}.log").exists()
 
-    kill_when(workdir, analysing)
-    assert not (run / "metrics.csv").exists()
+    kill_when(workdir, training_half_done)
+    assert not (run / "run.json").exists()
+    release_stale_lock(workdir)
+    kill_when(workdir, analysing, "--rerun-incomplete")  # the rerun is killed too, now while it analyses
+    assert (run / "run.json").exists() and not (run / "metrics.csv").exists()
     rerun(workdir)
     assert_same_tables(workdir, reference)
 

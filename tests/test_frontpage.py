@@ -22,7 +22,7 @@ def scorecard() -> pd.DataFrame:
             "value": ["0.991", np.nan, "rho = -0.8"],
             "interval_low": [0.985, np.nan, -0.9],
             "interval_high": [0.995, np.nan, -0.6],
-            "reason": ["", "< 2 seeds", "interval below the criterion_"],
+            "reason": ["", "< 2 seeds", "(a) interval below the criterion_; (b) none"],
         }
     )
 
@@ -40,8 +40,9 @@ def test_the_scorecard_renders_as_a_table_with_a_row_per_claim_and_figure_links(
     assert "best depth *6-8*" in html and "G_1 `smallest` | near 6" in html  # escaped, not markup
     assert html.count('href="#a"') == 1 and html.count('href="#c"') == 1 and html.count('href="#b"') == 1
     assert "[0.985, 0.995]" in html and "System Message" not in html
+    assert "<ol" not in html and "(a) interval below the criterion_; (b) none" in html  # text, not a list
 
 
 def test_cells_are_one_line_and_missing_values_are_empty():
     assert rst_text(float("nan")) == "" and rst_text(None) == ""
-    assert rst_text("a\nb  c") == "a b c" and rst_text("x_") == "x\\_"
+    assert rst_text("a\nb  c") == "\\ a b c" and rst_text("x_") == "\\ x\\_"

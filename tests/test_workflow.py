@@ -199,6 +199,41 @@ def test_every_figure_the_scorecard_and_the_report(tiny_workflow):
     assert "fig3.png_" in front and claims["title"].iloc[0].split()[0] in report
 
 
+def browser_dom(page: Path, budget_ms: int = 10000) -> str:
+    """The DOM of ``page`` after a headless Chromium ran its scripts."""
+    command = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+               f"--virtual-time-budget={budget_ms}", "--dump-dom", page.resolve().as_uri()]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium (make test-data installs Debian's)")
+def test_the_report_opens_in_a_browser_with_its_scorecard_and_every_figure(tiny_workflow, tmp_path):
+    report = tiny_workflow / "results" / "report.html"
+    if not report.exists():
+        snakemake(tiny_workflow, "--report", "results/report.html")
+    claims = pd.read_csv(tiny_workflow / "results" / "claims.csv")
+    dom = browser_dom(report)
+    tables = re.findall(r"<table.*?</table>", dom, re.S)
+    scorecard = next(table for table in tables if "verdict" in table and "interval" in table)
+    assert len(re.findall(r"<tr", scorecard)) == 1 + len(claims) == 13  # the header and the twelve claims
+    assert all(title.split()[0] in scorecard for title in claims["title"])
+    # Every figure the report embeds decodes in the browser at its file's size.
+    text = report.read_text()
+    figures = sorted((tiny_workflow / "results" / "figures").glob("*.png"))
+    uris = {path.name: re.search(rf'"data_uri": "(data:image/png;[^"]*filename={re.escape(path.name)};base64,[^"]+)"',
+                                 text).group(1) for path in figures}  # fmt: skip
+    page = tmp_path / "figures.html"
+    images = "".join(f'<img id="{name}" src="{uri}">' for name, uri in uris.items())
+    script = ("window.onload = () => { document.body.dataset.sizes = JSON.stringify([...document.images]"
+              ".map(i => [i.id, i.naturalWidth, i.naturalHeight])); };")  # fmt: skip
+    page.write_text(f"<html><body>{images}<script>{script}</script></body></html>")
+    sizes = json.loads(re.search(r'data-sizes="([^"]*)"', browser_dom(page)).group(1).replace("&quot;", '"'))
+    from PIL import Image
+
+    assert {name: (w, h) for name, w, h in sizes} == {path.name: Image.open(path).size for path in figures}
+    assert len(figures) == len(FIGURE_GRIDS)
+
+
 def test_nothing_reruns_without_a_change(tiny_workflow):
     assert "Nothing to be done" in snakemake(tiny_workflow, "-n", "--cores", "1").stdout
 

@@ -39,13 +39,13 @@ def size_row(run: str, step: int, name: str, size: float, status: str, grid: Map
 
 
 def run(run: str, sources: Sources, steps: Sequence[int], settings: Mapping[str, Any], log=print) -> dict:
-    data = datasets.load(sources.data, device=analysis_device())
+    data = datasets.load(sources.data, device=analysis_device(sources.train_spec))
     _, x, y = analysis_samples(data, sources.train_spec, settings["samples"])
     curves, rows = [], []
     multiples = list(settings.get("tracked_input_multiples") or [])
     tracked: list[tuple[float, float]] = [(a, math.nan) for a in settings["tracked_input_amplitudes"]]
     ordered = sorted(steps)[-1:] + sorted(steps)[:-1]  # the final step first: its basin scales the multiples
-    for step, model in models(sources.snapshots, ordered, log):
+    for step, model in models(sources.snapshots, ordered, log, data.train_x.device):
         inputs = x.to(dtype_of(model))
         table, sizes = basin_table(
             model,

@@ -23,12 +23,12 @@ from netdyn.train import batch_indices
 
 def run(run: str, sources: Sources, steps: Sequence[int], settings: Mapping[str, Any], log=print) -> dict:
     spec = sources.train_spec
-    data = datasets.load(sources.data, device=analysis_device())
+    data = datasets.load(sources.data, device=analysis_device(sources.train_spec))
     _, x_test, y_test = analysis_samples(data, spec, settings["test_samples"], split="test")
     train_rows = torch.as_tensor(training_indices(data.train_y.cpu().numpy(), spec), device=data.train_x.device)
     batch_size, seed = int(spec["batch_size"]), int(spec["seed"])
     rows = []
-    for step, model in models(sources.snapshots, steps, log):
+    for step, model in models(sources.snapshots, steps, log, data.train_x.device):
         if not has_batchnorm(model):
             continue
         last_batch = batch_indices(max(step - 1, 0), len(train_rows), batch_size, seed).to(train_rows.device)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,16 +19,20 @@ from netdyn.samples import analysis_samples
 from netdyn.stages import Sources
 
 
-def analysis_device() -> torch.device:
-    """CUDA when torch can use it, else the CPU; an error when the job was given a GPU torch cannot use."""
+def analysis_device(train_spec: Mapping[str, Any] | None = None) -> torch.device:
+    """The CPU for a run trained on the CPU on purpose (``train.device: cpu``); otherwise CUDA when torch can use it,
+    else the CPU, and an error when the job was given a GPU torch cannot use (netdyn.devices)."""
+    requested = "cpu" if (train_spec or {}).get("device") == "cpu" else "auto"
     with warnings.catch_warnings():  # the CPU is the analyses' ordinary device where there is no GPU
         warnings.simplefilter("ignore")
-        return resolve_device("auto", key="analysis device")
+        return resolve_device(requested, key="analysis device")
 
 
-def models(snapshot_dir: str | os.PathLike, steps: Sequence[int], log=print) -> Iterator[tuple[int, nn.Sequential]]:
+def models(
+    snapshot_dir: str | os.PathLike, steps: Sequence[int], log=print, device: torch.device | None = None
+) -> Iterator[tuple[int, nn.Sequential]]:
     """``(step, model)`` for every analysed step whose snapshot holds weights, on the analysis device."""
-    return snapshots.iter_models(snapshot_dir, steps, analysis_device(), log)
+    return snapshots.iter_models(snapshot_dir, steps, device or analysis_device(), log)
 
 
 def dtype_of(model: nn.Module) -> torch.dtype:
@@ -41,11 +46,11 @@ def training_fields(
     the run's activation dump where it has one (``sources.activations``), else computed by an eval-mode forward of
     the snapshot on the same samples; ``fields`` holds what the dump holds (docs/formats.md: ``indices``,
     ``labels``, ``h``, ``x``)."""
-    dump_dir = sources.activations
+    dump_dir, device = sources.activations, analysis_device(sources.train_spec)
     if dump_dir is None:
-        data = datasets.load(sources.data, device=analysis_device())
+        data = datasets.load(sources.data, device=device)
         rows, x, y = analysis_samples(data, sources.train_spec, samples)
-    for step, model in models(sources.snapshots, steps, log):
+    for step, model in models(sources.snapshots, steps, log, device):
         if dump_dir is not None:
             yield step, model, activations.read(Path(dump_dir) / activations.dump_name(step), "train")
             continue

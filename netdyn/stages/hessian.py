@@ -27,14 +27,14 @@ COLUMNS = ["run", "step", "bn_mode", "samples", "rank", "eigenvalue", "iteration
 
 
 def run(run: str, sources: Sources, steps: Sequence[int], settings: Mapping[str, Any], log=print) -> dict:
-    data = datasets.load(sources.data, device=analysis_device())
+    data = datasets.load(sources.data, device=analysis_device(sources.train_spec))
     samples = settings["hessian_samples"] or settings["samples"]
     _, x, y = analysis_samples(data, sources.train_spec, samples)
     bn_train = settings["hessian_bn_mode"] == "train"
     # Batched probes lose on a CPU (benchmarks/RESULTS.md: 0.4x at 64 probes) and save launches on a GPU.
     block = settings["hessian_block"] or (20 if data.train_x.is_cuda else 1)
     table, rows = [], []
-    for step, model in models(sources.snapshots, steps, log):
+    for step, model in models(sources.snapshots, steps, log, data.train_x.device):
         operator = hessian_operator(
             model_loss(model, x.to(dtype_of(model)), y, sources.train_spec["loss"], bn_train), list(model.parameters())
         )

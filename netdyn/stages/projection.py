@@ -49,7 +49,7 @@ def run(run: str, sources: Sources, steps: Sequence[int], settings: Mapping[str,
     steps = projection_steps(sources.history, sources.run_json, steps, settings["projection_steps"])
     digits, per_digit = settings["projection_digits"], settings["projection_per_digit"]
     spec = sources.train_spec
-    data = datasets.load(sources.data, device=analysis_device())
+    data = datasets.load(sources.data, device=analysis_device(sources.train_spec))
     train_rows = training_indices(data.train_y.cpu().numpy(), spec)
     splits = {
         "train": (data.train_x[train_rows], data.train_y[train_rows], train_rows),
@@ -57,7 +57,7 @@ def run(run: str, sources: Sources, steps: Sequence[int], settings: Mapping[str,
     }
     batch_size, seed = int(spec["batch_size"]), int(spec["seed"])
     frames = []
-    for step, model in models(sources.snapshots, steps, log):
+    for step, model in models(sources.snapshots, steps, log, data.train_x.device):
         weight, _, _ = bottleneck(output_weight(model))
         dtype = dtype_of(model)
         for split, (x, y, rows) in splits.items():

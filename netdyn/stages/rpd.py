@@ -31,7 +31,7 @@ NEURON_COLUMNS = ["run", "step", "layer", "neuron", "score", "z", "opm"]
 
 def run(run: str, sources: Sources, steps: Sequence[int], settings: Mapping[str, Any], log=print) -> dict:
     curves, neurons, rows = [], [], []
-    device = analysis_device()
+    device = analysis_device(sources.train_spec)
     fields_by_step = training_fields(sources, steps, settings["samples"], log)
     for step, model, dump in fields_by_step:
         fields = [torch.as_tensor(h, device=device) for h in dump["h"]]
