@@ -108,11 +108,13 @@ rule front_page:
     conda:
         "../envs/netdyn.yaml"
     params:
-        figure_roles=lambda wildcards: {
-            figure: sorted(set(figure_roles(figure).values()))
-            for figure in FIGURES
-            if not figure.startswith("figS")
-        },
+        figure_roles=lambda wildcards: key_sorted(
+            {
+                figure: sorted(set(figure_roles(figure).values()))
+                for figure in FIGURES
+                if not figure.startswith("figS")
+            }
+        ),
     script:
         "../workflow_scripts/front_page.py"
 
