@@ -258,7 +258,11 @@ def flatness_runs():
     if "figS1" not in FIGURES:
         return []
     roles = figure_roles("figS1")
-    return [folder.removeprefix("results/runs/") for folder in roles if roles[folder] == "sweep"]
+    return [
+        folder.removeprefix("results/runs/")
+        for folder in roles
+        if roles[folder] == "sweep"
+    ]
 
 
 def claims_context():
