@@ -190,7 +190,7 @@ def plan(config: Mapping[str, Any], schema: str | Path = ROOT / "schemas" / "con
     jobs["prepare_data"] = len({spec["dataset"] for spec in runs.values()})
     jobs["aggregate"] = len(experiments)
     jobs["figure"] = len(figures)
-    jobs["claims"] = 1 if figures else 0
+    jobs["claims"] = jobs["front_page"] = 1 if figures else 0
     if figures.get("figS1", {}).get("sweep"):
         jobs["flatness"] = 1  # the report's table of flatness against accuracy (rule flatness)
     jobs["all"] = 1

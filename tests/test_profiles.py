@@ -1,6 +1,7 @@
 """The cluster profile a site will use (profiles/slurm), placeholders filled, loads with the pinned Snakemake and
-SLURM plugin and dry-runs the paper preset: an unknown key or a renamed plugin flag fails here, and every job, a stack
-group's included, gets its rule's partition, GPU model and limits. Nothing is submitted."""
+SLURM plugin and dry-runs a paper preset (paper-core: the paper's shapes, stack groups included): an unknown key or a
+renamed plugin flag fails here, and every job, a stack group's included, gets its rule's partition, GPU model and
+limits. Nothing is submitted."""
 
 from __future__ import annotations
 
@@ -41,13 +42,13 @@ def dry_run(tmp_path_factory) -> str:
     site = workdir / "site-profile"
     site.mkdir()
     (site / "config.yaml").write_text(text)
-    result = snakemake(workdir, "--workflow-profile", str(site), "-n", config=Path("presets/paper.yaml"))
+    result = snakemake(workdir, "--workflow-profile", str(site), "-n", config=Path("presets/paper-core.yaml"))
     return result.stdout
 
 
 def test_the_site_profile_loads_and_gives_every_job_its_rules_resources(dry_run):
     jobs = job_resources(dry_run)
-    assert any(rule.startswith("train__") for rule in jobs), "the paper preset has stack groups"
+    assert any(rule.startswith("train__") for rule in jobs), "the preset has stack groups"
     for rule, lines in jobs.items():
         base = rule.split("__")[0]
         for line in lines:
@@ -61,5 +62,5 @@ def test_the_site_profile_loads_and_gives_every_job_its_rules_resources(dry_run)
             assert "slurm_account=lab" in line, (rule, line)
     train_group = next(lines[0] for rule, lines in jobs.items() if rule.startswith("train__"))
     assert "runtime=240" in train_group and "mem_mb=16000" in train_group  # the train rule's limits, not the default
-    geometry = next(lines[0] for rule, lines in jobs.items() if rule.split("__")[0] == "analyse_geometry")
-    assert "mem_mb=16000" in geometry and "slurm_partition=cpuq" in geometry
+    collect = jobs["collect"][0]  # a CPU job with the profile's defaults
+    assert "mem_mb=8000" in collect and "runtime=60" in collect and "gpu" not in collect

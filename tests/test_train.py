@@ -190,7 +190,7 @@ def test_cuda_requested_without_a_gpu_is_a_clear_error(synthetic_h5, tmp_path):
 def test_auto_device_falls_back_to_cpu_with_a_warning(synthetic_h5, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
-    with pytest.warns(UserWarning, match="training on the CPU"):
+    with pytest.warns(UserWarning, match="computing on the CPU"):
         record = run(tiny_spec(device="auto", steps=2), synthetic_h5, tmp_path)
     assert record["status"] == "completed"
 
