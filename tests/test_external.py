@@ -159,6 +159,11 @@ def test_api_accepts_models_in_memory_and_arrays(plain_run):
     assert sorted(lmap["layer"]) == [1, 2, 3]
 
 
+def test_api_names_a_data_file_that_does_not_exist(plain_run):
+    with pytest.raises(FileNotFoundError, match="data: '/missing.npz' does not exist and is not a dataset name"):
+        netdyn.analyze(str(plain_run / "whole"), "/missing.npz", ["rpd"])
+
+
 def test_steps_come_from_file_names_or_a_csv(tmp_path):
     for name in ("a_step10.pt", "a_step2.pt", "a_step300.pt"):
         (tmp_path / name).write_bytes(b"")
