@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from netdyn.config import BUILTIN_DATASETS, ConfigError, external_config, load_config
+from netdyn.config import BUILTIN_DATASETS, ConfigError, check_file, external_config, load_config
 from netdyn.stages import DEFAULT_ANALYSES, STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,32 +37,22 @@ class UsageError(ValueError):
     """A flag of ``netdyn analyze`` that cannot work, named with its value."""
 
 
-def _readable_file(flag: str, value: str) -> Path:
-    path = Path(value).expanduser()
-    if not path.exists():
-        raise UsageError(f"{flag}: {value!r} does not exist")
-    if not path.is_file():
-        raise UsageError(f"{flag}: {value!r} is not a file")
-    if not os.access(path, os.R_OK):
-        raise UsageError(f"{flag}: {value!r} is not readable")
-    return path.resolve()
-
-
 def check_flags(args: argparse.Namespace) -> None:
     """Every path-taking flag names an existing file or folder of the right kind, before any config is written."""
     if args.data not in BUILTIN_DATASETS:
         if not os.path.exists(args.data):
             known = ", ".join(BUILTIN_DATASETS)
             raise UsageError(f"--data: {args.data!r} does not exist and is not a dataset name ({known})")
-        _readable_file("--data", args.data)
+        check_file("--data", args.data, "an .npz or HDF5 file of arrays")
     if any(c in args.snapshots for c in "*?["):
         if not glob.glob(os.path.expanduser(args.snapshots)):
             raise UsageError(f"--snapshots: the pattern {args.snapshots!r} matches no file")
     elif not os.path.exists(args.snapshots):
         raise UsageError(f"--snapshots: {args.snapshots!r} does not exist")
-    for flag, value in (("--analysis", args.analysis), ("--model-yaml", args.model_yaml)):
+    for flag, value, kind in (("--analysis", args.analysis, "YAML analysis settings"),
+                              ("--model-yaml", args.model_yaml, "a YAML model description")):  # fmt: skip
         if value is not None:
-            _readable_file(flag, value)
+            check_file(flag, value, kind)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out: {args.out!r} exists and is not a folder")
     unknown = [name for name in args.analyses.split(",") if name not in STAGES]
