@@ -4,7 +4,7 @@ Metric tables are long: ``run, step, metric, layer, value, note, bound, bound_va
 network-level metrics, ``note`` says why a value is missing, e.g. a basin beyond the amplitude grid, and ``bound``,
 ``bound_value`` what the grid still says about it). ``collect`` merges the training
 history and every analysis part of one run and detects its training events (netdyn.events). Nothing here
-imports torch: the ``collect`` job, one per run, starts in well under a second.
+imports torch: the ``collect`` job, one per experiment, starts in about a second.
 """
 
 from __future__ import annotations

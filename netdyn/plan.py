@@ -56,6 +56,7 @@ GPUS = {
     "h200": {"flop_rate": 0.5 * 67e12, "step_layer_s": 5e-5, "startup_s": 6.0},
     "a100": {"flop_rate": 0.5 * 19.5e12, "step_layer_s": 6e-5, "startup_s": 6.0},
 }
+COLLECT_RUN_S = 0.2  # collect's work per run (merging its tables, finding its events), inside its experiment's job
 SMALL_LAYER = 256 * 256  # multiply-adds per sample below which a layer's matmuls run at the small-matrix rate
 
 
@@ -115,7 +116,7 @@ def _rate(layers: list[int], device: Mapping[str, float]) -> float:
 def run_cost(
     run: Mapping[str, Any], device: Mapping[str, float], dumps: Mapping[str, Any], stacked: str | None = None
 ) -> dict[str, Any]:
-    """Jobs and predicted job-seconds of one run on ``device`` (training, dumps, stages, collect). ``stacked``: the
+    """Jobs and predicted job-seconds of one run on ``device`` (training, dumps, stages). ``stacked``: the
     run belongs to a stack group, as its ``first`` member (which carries the group's training and analysis jobs,
     their start-ups and the training loop's overhead) or as a ``member`` (its compute only). A group's jobs count
     under their base rule (``train``, ``analyse_<stage>``), as snakemake -n's ``<rule>__<group>`` rules do."""
@@ -144,8 +145,7 @@ def run_cost(
             if STAGES[stage].reads_fields and dumped:
                 forward = 0.0
             seconds += device["startup_s"] * own_job + (forward + rest) * len(run["analysis"]["steps_of"][stage]) / rate
-    jobs["collect"] = 1
-    seconds += device.get("scheduler_s", 0.0) * sum(jobs.values()) + 1.0  # collect: torch-free, about 1 s
+    seconds += device.get("scheduler_s", 0.0) * sum(jobs.values()) + COLLECT_RUN_S
     return {
         "jobs": jobs,
         "seconds": seconds,
@@ -185,10 +185,10 @@ def plan(config: Mapping[str, Any], schema: str | Path = ROOT / "schemas" / "con
             row[f"{name}_s"] += run_cost(spec, device, dumps, stacked.get(run))["seconds"]
         for rule, count in cpu["jobs"].items():
             jobs[rule] = jobs.get(rule, 0) + count
-    experiments = [{**row, "groups": len(row["groups"])} for row in rows.values()]
+    experiments = [{**row, "groups": len(row["groups"]), "jobs": row["jobs"] + 1} for row in rows.values()]  # + collect
     figures = config.get("figures", {})
     jobs["prepare_data"] = len({spec["dataset"] for spec in runs.values()})
-    jobs["aggregate"] = len(experiments)
+    jobs["collect"] = len(experiments)  # one torch-free job per experiment (its start-up in the wall time below)
     jobs["figure"] = len(figures)
     jobs["claims"] = jobs["front_page"] = 1 if figures else 0
     if figures.get("figS1", {}).get("sweep"):
@@ -196,7 +196,7 @@ def plan(config: Mapping[str, Any], schema: str | Path = ROOT / "schemas" / "con
     jobs["all"] = 1
     total = {key: sum(row[key] for row in experiments) for key in experiments[0] if key != "experiment"}
     total["jobs"] = sum(jobs.values())
-    total["cpu_wall_s"] = total["cpu_job_s"] / CPU["cores"] + 2.0 * (jobs["figure"] + jobs["aggregate"])
+    total["cpu_wall_s"] = total["cpu_job_s"] / CPU["cores"] + 2.0 * (jobs["figure"] + jobs["collect"])
     datasets = sorted({spec["dataset"] for spec in runs.values()})
     context = {"datasets": datasets, "sources": sorted({dataset_definition(config, d)["source"] for d in datasets})}
     claims = design_check(design_runs(config, runs), context) if figures else {}

@@ -1,4 +1,4 @@
-"""Load the tables of many runs at once: what the figures, the claims scorecard and ``aggregate`` read.
+"""Load the tables of many runs at once: what the figures, the claims scorecard and ``collect`` read.
 
 ``load_runs(run_dirs)`` returns one ``RunTables`` whose frames concatenate every run's files (each with a
 ``run`` column): ``history``, ``metrics``, one frame per stage table of the registry (netdyn.stages.RUN_TABLES:

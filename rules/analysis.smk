@@ -221,24 +221,3 @@ for group in STACKS:
                 runs=members,
             script:
                 "../workflow_scripts/analyse.py"
-
-
-rule collect:
-    input:
-        history="results/runs/{run}/history.csv",
-        run_json="results/runs/{run}/run.json",
-        parts=metric_parts,
-        code=code_inputs("collect"),
-    output:
-        metrics="results/runs/{run}/metrics.csv",
-        events="results/runs/{run}/events.json",
-    log:
-        "results/logs/collect/{run}.log",
-    benchmark:
-        "results/benchmarks/collect/{run}.tsv"
-    conda:
-        "../envs/netdyn.yaml"
-    params:
-        classes=lambda wildcards: RUNS[wildcards.run]["model"]["classes"],
-    script:
-        "../workflow_scripts/collect.py"

@@ -184,11 +184,11 @@ def run_outputs(run):
     ]
 
 
-def metric_parts(wildcards):
+def metric_parts(run):
     """The per-stage metric tables that ``collect`` merges for one run."""
-    requested = RUNS[wildcards.run]["analysis"]["run"]
+    requested = RUNS[run]["analysis"]["run"]
     return [
-        f"results/runs/{wildcards.run}/parts/{name}.csv"
+        f"results/runs/{run}/parts/{name}.csv"
         for name, stage in STAGES.items()
         if name in requested and stage.metrics
     ]

@@ -2,38 +2,47 @@
 
 
 localrules:
-    aggregate,
     figure,
     flatness,
     claims,
     front_page,
 
 
-rule aggregate:
-    input:
-        runs=lambda wildcards: [
-            f"results/runs/{run}/{name}"
-            for run in experiment_runs(wildcards.experiment)
-            for name in ("metrics.csv", "run.json")
-        ],
-        code=code_inputs("aggregate"),
-    output:
-        report(
-            "results/tables/{experiment}.csv",
-            caption="../report/experiment_table.rst",
-            category="Experiment tables",
-            subcategory="{experiment}",
-        ),
-    log:
-        "results/logs/aggregate/{experiment}.log",
-    conda:
-        "../envs/netdyn.yaml"
-    params:
-        folders=lambda wildcards: [
-            f"results/runs/{run}" for run in experiment_runs(wildcards.experiment)
-        ],
-    script:
-        "../workflow_scripts/aggregate.py"
+# One job per experiment: each run's metrics.csv and events.json (its history and analysis parts merged, its
+# training events found) and the experiment's table of them. Light and torch-free, so one job serves every run of
+# the experiment (a per-run job cost a second of start-up for a tenth of work); the jobs that reran a run's parts
+# rerun this one, and the figures reading the experiment rerun with it either way.
+for experiment in sorted({spec["experiment"] for spec in RUNS.values()}):
+    members = experiment_runs(experiment)
+
+    rule:
+        name:
+            f"collect__{experiment}"
+        input:
+            history=[f"results/runs/{run}/history.csv" for run in members],
+            run_json=[f"results/runs/{run}/run.json" for run in members],
+            parts=[part for run in members for part in metric_parts(run)],
+            code=code_inputs("collect"),
+        output:
+            metrics=[f"results/runs/{run}/metrics.csv" for run in members],
+            events=[f"results/runs/{run}/events.json" for run in members],
+            table=report(
+                f"results/tables/{experiment}.csv",
+                caption="../report/experiment_table.rst",
+                category="Experiment tables",
+                subcategory=experiment,
+            ),
+        log:
+            f"results/logs/collect/{experiment}.log",
+        localrule: True
+        conda:
+            "../envs/netdyn.yaml"
+        params:
+            experiment=experiment,
+            runs=members,
+            parts={run: metric_parts(run) for run in members},
+        script:
+            "../workflow_scripts/collect.py"
 
 
 rule figure:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -82,3 +83,33 @@ def test_gpu_rows_are_refused_clearly_without_a_gpu():
         pytest.skip("a GPU is visible: `python -m benchmarks.run --device cuda` runs for real")
     with pytest.raises(SystemExit, match="--device cuda: no CUDA GPU is visible"):
         bench.run(smoke=True, device="cuda", log=lambda _: None)
+
+
+def test_job_times_split_each_job_into_start_up_body_and_exit(tmp_path):
+    from benchmarks import jobs
+
+    results = tmp_path / "results"
+    cases = {"train/exp/p0.6": (5.0, 3.0, 0.5), "stacks/analyse_rpd__exp__stack1": (2.0, 1.25, 0.25)}
+    for job, (seconds, startup, exit_s) in cases.items():
+        log = results / "logs" / f"{job}.log"
+        log.parent.mkdir(parents=True)
+        log.write_text("working\n")
+        (birth,) = jobs.birth_times([log])
+        if birth is None:
+            pytest.skip("this filesystem records no file birth times")
+        body = seconds - startup - exit_s
+        os.utime(log, (birth + body, birth + body))
+        benchmark = results / "benchmarks" / f"{job}.tsv"
+        benchmark.parent.mkdir(parents=True, exist_ok=True)
+        benchmark.write_text(f"s\th:m:s\n{seconds}\t0:00:05\n")
+        os.utime(benchmark, (birth + body + exit_s, birth + body + exit_s))
+    rows = {row["job"]: row for row in jobs.job_times(results)}
+    assert set(rows) == set(cases)
+    assert rows["stacks/analyse_rpd__exp__stack1"]["rule"] == "analyse_rpd"
+    for job, (seconds, startup, exit_s) in cases.items():
+        assert rows[job]["s"] == seconds
+        assert rows[job]["startup_s"] == pytest.approx(startup, abs=1e-3)
+        assert rows[job]["exit_s"] == pytest.approx(exit_s, abs=1e-3)
+    total = jobs.summary(list(rows.values()))
+    assert total["startup_share"] == pytest.approx(4.25 / 7.0, abs=1e-3)
+    assert "start-up share 60.7%" in jobs.render(list(rows.values()))

@@ -32,7 +32,7 @@ def test_flop_and_jobs_of_a_hand_counted_run():
     assert macs == 784 * 10 + 10 * 10 and layers == [7840, 100]
     cost = run_cost(run, CPU, {})
     assert cost["train_flop"] == 6 * macs * 64 * 60
-    assert cost["jobs"] == {"train": 1, "analyse_basins": 1, "collect": 1}
+    assert cost["jobs"] == {"train": 1, "analyse_basins": 1}  # collect: one job per experiment, in plan()
     assert cost["steps"] == 60 and cost["snapshots"] == len(run["snapshots"])
     assert cost["seconds"] > 2 * CPU["startup_s"]  # two torch jobs, however small
 

@@ -58,12 +58,12 @@ def job_counts(preset: str) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("preset", ["config.yaml", "presets/paper.yaml", "presets/fashion.yaml"])
-def test_preset_dag_builds_with_one_training_and_collect_per_run(preset):
+def test_preset_dag_builds_with_one_training_per_run_and_one_collect_per_experiment(preset):
     runs = load_config(load_yaml(ROOT / preset), SCHEMA)
     counts = job_counts(preset)
     groups = stack_groups(runs)
     assert counts["train"] - len(groups) + sum(len(members) for members in groups.values()) == len(runs)
-    assert counts["collect"] == len(runs) and len(groups) > 0
+    assert counts["collect"] == len({spec["experiment"] for spec in runs.values()}) and len(groups) > 0
     assert counts["figure"] == len(load_yaml(ROOT / preset)["figures"]) and counts["claims"] == 1
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
 

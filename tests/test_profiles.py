@@ -62,5 +62,5 @@ def test_the_site_profile_loads_and_gives_every_job_its_rules_resources(dry_run)
             assert "slurm_account=lab" in line, (rule, line)
     train_group = next(lines[0] for rule, lines in jobs.items() if rule.startswith("train__"))
     assert "runtime=240" in train_group and "mem_mb=16000" in train_group  # the train rule's limits, not the default
-    collect = jobs["collect"][0]  # a CPU job with the profile's defaults
-    assert "mem_mb=8000" in collect and "runtime=60" in collect and "gpu" not in collect
+    collect = next(lines[0] for rule, lines in jobs.items() if rule.startswith("collect__"))
+    assert "mem_mb=8000" in collect and "runtime=60" in collect and "gpu" not in collect  # the profile's defaults

@@ -27,8 +27,8 @@ CONFIG = SLURM / "ci.yaml"
 RUN = Path("results/runs/net/base")
 # The rules that must run as SLURM jobs (every rule but the localrules the config's DAG uses).
 ANALYSES = {"analyse_rpd", "analyse_pruning", "analyse_geometry", "analyse_basins", "analyse_projection"}
-COMPUTE_RULES = {"train", "dump_activations", "analyse_bn_modes", "collect", *ANALYSES}
-LOCAL_RULES = {"prepare_data", "aggregate", "all"}
+COMPUTE_RULES = {"train", "dump_activations", "analyse_bn_modes", *ANALYSES}
+LOCAL_RULES = {"prepare_data", "collect__net", "all"}  # collect: one local job per experiment
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/")
 
 
@@ -100,7 +100,7 @@ def test_every_compute_job_went_through_sbatch(runs):
     assert {rule for job, (rule, local) in jobs.items() if local} == LOCAL_RULES
     assert set(submitted) == remote, "a compute job ran without sbatch, or a local job was submitted"
     gpu = gpu_rules()
-    assert "train" in gpu and "collect" not in gpu
+    assert "train" in gpu and "analyse_geometry" not in gpu
     for job, (slurm_id, rule) in submitted.items():
         assert rule == jobs[job][0]
         assert slurm_job_field(slurm_id, "JobState") == "COMPLETED", (rule, slurm_id)

@@ -255,13 +255,13 @@ def test_changing_one_stacked_runs_lr_reruns_its_group_and_nothing_else(tiny_wor
     changed.write_text(yaml.safe_dump(config))
     output = snakemake(tiny_workflow, "-n", "--cores", "1", config=changed).stdout
     jobs = re.findall(r"^(?:local)?rule (\w+):", output, re.M)
-    # The group trains in one job and is analysed in one job per stage; collect stays per run.
+    # The group trains in one job and is analysed in one job per stage; its experiment's collect job follows.
     stages = ("train", "analyse_rpd", "analyse_basins", "analyse_hessian", "analyse_cka")
     group_jobs = {f"{rule}__seeds__stack1" for rule in stages}
     assert all(jobs.count(job) == 1 for job in group_jobs)
-    assert planned_runs(output, "collect") == planned_runs(output, "dump_activations") == {"seeds/s00", "seeds/s01"}
+    assert planned_runs(output, "dump_activations") == {"seeds/s00", "seeds/s01"}
     # The seeds are Fig. S1's sweep: that figure and the flatness table follow; the claims do not read them.
-    assert set(jobs) == group_jobs | {"dump_activations", "collect", "aggregate", "figure", "flatness", "all"}
+    assert set(jobs) == group_jobs | {"dump_activations", "collect__seeds", "figure", "flatness", "all"}
     assert re.findall(r"wildcards: figure=(\w+)", output) == ["figS1"]
 
 
@@ -310,7 +310,8 @@ def rules_rerun_after_editing(workdir: Path, module: str) -> set[str]:
 
 
 def test_editing_a_module_reruns_exactly_the_rules_that_can_import_it(tiny_workflow):
-    downstream = {"collect", "aggregate", "figure", "flatness", "claims", "front_page"}  # rerun: their inputs do
+    downstream = {"figure", "flatness", "claims", "front_page"}  # rerun: their inputs do
+    downstream |= {f"collect__{experiment}" for experiment in ("shallow", "deep", "seeds", "diverging")}
     assert rules_rerun_after_editing(tiny_workflow, "geometry") - downstream == {"analyse_geometry"}
     assert rules_rerun_after_editing(tiny_workflow, "modes") - downstream == {
         "analyse_rpd",
