@@ -22,8 +22,12 @@ def birth_times(paths: list[Path]) -> list[float | None]:
     if not paths:
         return []
     shown = subprocess.run(["stat", "-c", "%.9W", *map(str, paths)], capture_output=True, text=True, check=True)
-    times = [float(value) for value in shown.stdout.split()]
-    return [value if value > 0 else None for value in times]
+    values = shown.stdout.split()
+    try:
+        times = [float(value) for value in values]
+    except ValueError:  # a stat without sub-second %W: no birth times to trust
+        return [None] * len(paths)
+    return [value if value > 0 else None for value in times] if len(times) == len(paths) else [None] * len(paths)
 
 
 def job_times(results: Path) -> list[dict]:
