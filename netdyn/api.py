@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from netdyn.activations import dump_run
-from netdyn.config import BUILTIN_DATASETS, dump_steps, external_config, load_config, writes_dumps
+from netdyn.config import dump_steps, external_config, load_config, user_dataset, writes_dumps
 from netdyn.data import prepare
 from netdyn.external import import_run
 from netdyn.metrics import collect
@@ -30,13 +30,8 @@ SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yam
 
 def _dataset_definition(data: Any, folder: Path) -> dict[str, Any]:
     """A dataset definition for ``data``: a netdyn dataset name, a file of arrays, or the arrays themselves."""
-    if isinstance(data, str) and not os.path.exists(data):
-        if data not in BUILTIN_DATASETS:
-            known = ", ".join(BUILTIN_DATASETS)
-            raise FileNotFoundError(f"data: {data!r} does not exist and is not a dataset name ({known})")
-        return {"source": data}  # mnist5k, mnist, ...
     if isinstance(data, str | os.PathLike):
-        return {"source": "arrays", "path": str(Path(data).resolve())}
+        return user_dataset(data, "data")
     x_train, y_train, x_test, y_test = (np.asarray(part) for part in data)
     path = folder / "data.npz"
     np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)

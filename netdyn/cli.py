@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from netdyn.config import BUILTIN_DATASETS, ConfigError, check_file, external_config, load_config
+from netdyn.config import ConfigError, check_file, external_config, load_config, user_dataset
 from netdyn.stages import DEFAULT_ANALYSES, STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,12 +38,8 @@ class UsageError(ValueError):
 
 
 def check_flags(args: argparse.Namespace) -> None:
-    """Every path-taking flag names an existing file or folder of the right kind, before any config is written."""
-    if args.data not in BUILTIN_DATASETS:
-        if not os.path.exists(args.data):
-            known = ", ".join(BUILTIN_DATASETS)
-            raise UsageError(f"--data: {args.data!r} does not exist and is not a dataset name ({known})")
-        check_file("--data", args.data, "an .npz or HDF5 file of arrays")
+    """Every path-taking flag names an existing file or folder of the right kind, before any config is written
+    (``--data`` is checked where it is read, ``netdyn.config.user_dataset``)."""
     if any(c in args.snapshots for c in "*?["):
         if not glob.glob(os.path.expanduser(args.snapshots)):
             raise UsageError(f"--snapshots: the pattern {args.snapshots!r} matches no file")
@@ -62,10 +58,7 @@ def check_flags(args: argparse.Namespace) -> None:
 
 def build_config(args: argparse.Namespace) -> dict:
     """The config of one external experiment ``mine`` with run ``args.label``."""
-    if args.data in BUILTIN_DATASETS:
-        dataset = {"source": args.data}
-    else:
-        dataset = {"source": "arrays", "path": str(Path(args.data).resolve())}
+    dataset = user_dataset(args.data, "--data")
     location = args.snapshots if any(c in args.snapshots for c in "*?[") else str(Path(args.snapshots).resolve())
     if not os.path.isabs(location):
         location = str(Path.cwd() / location)
@@ -159,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         check_flags(args)
         config = build_config(args)
         load_config(config, ROOT / "schemas" / "config.schema.yaml")
-    except (UsageError, ConfigError, yaml.YAMLError) as error:
+    except (UsageError, ConfigError, FileNotFoundError, yaml.YAMLError) as error:
         print(f"netdyn analyze: {error}".splitlines()[0], file=sys.stderr)
         return 2
     out = Path(args.out)

@@ -238,16 +238,29 @@ def dataset_definition(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     return dict(datasets[name])
 
 
-def check_file(where: str, path: str, kind: str) -> Path:
-    """``path`` (config key ``where``) must be a readable file holding ``kind``; raise ConfigError naming the key."""
+def check_file(where: str, path: str | os.PathLike, kind: str, folder: bool = False) -> Path:
+    """``path`` (config key or flag ``where``) must be a readable file holding ``kind`` (with ``folder``: a folder
+    that can be listed); raise ConfigError naming the key."""
     target = Path(path).expanduser()
     if not target.exists():
         raise ConfigError(f"{where}: {str(target)!r} does not exist ({kind})")
-    if not target.is_file():
-        raise ConfigError(f"{where}: {str(target)!r} is not a file ({kind})")
-    if not os.access(target, os.R_OK):
+    if not (target.is_dir() if folder else target.is_file()):
+        raise ConfigError(f"{where}: {str(target)!r} is not a {'folder' if folder else 'file'} ({kind})")
+    if not os.access(target, os.R_OK | os.X_OK if folder else os.R_OK):
         raise ConfigError(f"{where}: {str(target)!r} is not readable")
     return target
+
+
+def user_dataset(data: str | os.PathLike, where: str) -> dict[str, Any]:
+    """The dataset definition for data a user names directly (flag or argument ``where``): a built-in dataset name
+    (``mnist5k``, ``mnist``, ...), else a readable .npz or HDF5 file of arrays. FileNotFoundError when it is
+    neither, ConfigError when it is there but not a readable file; both name ``where``."""
+    if isinstance(data, str) and data in BUILTIN_DATASETS:
+        return {"source": data}
+    if not os.path.exists(data):
+        known = ", ".join(BUILTIN_DATASETS)
+        raise FileNotFoundError(f"{where}: {str(data)!r} does not exist and is not a dataset name ({known})")
+    return {"source": "arrays", "path": str(check_file(where, data, "an .npz or HDF5 file of arrays").resolve())}
 
 
 def check_datasets(config: Mapping[str, Any]) -> None:
@@ -261,16 +274,7 @@ def check_datasets(config: Mapping[str, Any]) -> None:
         kind = "an IDX folder" if source == "idx" else "an .npz or HDF5 file of arrays"
         if path is None:
             raise ConfigError(f"datasets.{name}: source {source} needs 'path' ({kind})")
-        if source == "arrays":
-            check_file(where, path, f"source arrays reads {kind}")
-            continue
-        target = Path(path).expanduser()
-        if not target.exists():
-            raise ConfigError(f"{where}: {str(target)!r} does not exist (source idx reads {kind})")
-        if not target.is_dir():
-            raise ConfigError(f"{where}: {str(target)!r} is not a folder (source idx reads the IDX files in a folder)")
-        if not os.access(target, os.R_OK | os.X_OK):
-            raise ConfigError(f"{where}: {str(target)!r} is not readable")
+        check_file(where, path, f"source {source} reads {kind}", folder=source == "idx")
 
 
 def _idx_train_size(folder: Path) -> int | None:

@@ -36,6 +36,7 @@ print(
     f"(uncompressed, {DUMPS['dtype']}; limit dumps.max_gb = {DUMPS['max_gb']:g})",
     file=sys.stderr,
 )
+EXPERIMENTS = sorted({spec["experiment"] for spec in RUNS.values()})
 EXTERNAL_RUNS = [run for run, spec in RUNS.items() if "external" in spec]
 # Runs imported from checkpoints; "(?!)" matches nothing when there are none.
 EXTERNAL_PATTERN = "|".join(re.escape(run) for run in EXTERNAL_RUNS) or "(?!)"
@@ -280,8 +281,7 @@ def all_outputs():
             f"results/runs/{run}/events.json",
             *run_outputs(run),
         ]
-    experiments = sorted({spec["experiment"] for spec in RUNS.values()})
-    outputs += [f"results/tables/{experiment}.csv" for experiment in experiments]
+    outputs += [f"results/tables/{experiment}.csv" for experiment in EXPERIMENTS]
     outputs += [
         f"results/figures/{figure}.{ext}"
         for figure in FIGURES

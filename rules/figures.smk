@@ -12,7 +12,7 @@ localrules:
 # training events found) and the experiment's table of them. Light and torch-free, so one job serves every run of
 # the experiment (a per-run job cost a second of start-up for a tenth of work); the jobs that reran a run's parts
 # rerun this one, and the figures reading the experiment rerun with it either way.
-for experiment in sorted({spec["experiment"] for spec in RUNS.values()}):
+for experiment in EXPERIMENTS:
     members = experiment_runs(experiment)
 
     rule:

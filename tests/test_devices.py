@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from netdyn.devices import DeviceError, assigned_gpus, resolve_device
+from netdyn.devices import GPU_VARIABLES, DeviceError, assigned_gpus, resolve_device
 from netdyn.stages.common import analysis_device
 from netdyn.train import RunPaths, train_run
 from tests.conftest import tiny_spec
@@ -14,7 +14,7 @@ from tests.conftest import tiny_spec
 @pytest.fixture
 def no_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for name in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE"):
+    for name in GPU_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
 

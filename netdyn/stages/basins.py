@@ -45,7 +45,7 @@ def run(run: str, sources: Sources, steps: Sequence[int], settings: Mapping[str,
     multiples = list(settings.get("tracked_input_multiples") or [])
     tracked: list[tuple[float, float]] = [(a, math.nan) for a in settings["tracked_input_amplitudes"]]
     ordered = sorted(steps)[-1:] + sorted(steps)[:-1]  # the final step first: its basin scales the multiples
-    for step, model in models(sources.snapshots, ordered, log, data.train_x.device):
+    for step, model in models(sources.snapshots, ordered, data.train_x.device, log):
         inputs = x.to(dtype_of(model))
         table, sizes = basin_table(
             model,

@@ -28,7 +28,7 @@ def run(run: str, sources: Sources, steps: Sequence[int], settings: Mapping[str,
     train_rows = torch.as_tensor(training_indices(data.train_y.cpu().numpy(), spec), device=data.train_x.device)
     batch_size, seed = int(spec["batch_size"]), int(spec["seed"])
     rows = []
-    for step, model in models(sources.snapshots, steps, log, data.train_x.device):
+    for step, model in models(sources.snapshots, steps, data.train_x.device, log):
         if not has_batchnorm(model):
             continue
         last_batch = batch_indices(max(step - 1, 0), len(train_rows), batch_size, seed).to(train_rows.device)

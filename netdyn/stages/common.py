@@ -19,20 +19,20 @@ from netdyn.samples import analysis_samples
 from netdyn.stages import Sources
 
 
-def analysis_device(train_spec: Mapping[str, Any] | None = None) -> torch.device:
+def analysis_device(train_spec: Mapping[str, Any]) -> torch.device:
     """The CPU for a run trained on the CPU on purpose (``train.device: cpu``); otherwise CUDA when torch can use it,
     else the CPU, and an error when the job was given a GPU torch cannot use (netdyn.devices)."""
-    requested = "cpu" if (train_spec or {}).get("device") == "cpu" else "auto"
+    requested = "cpu" if train_spec.get("device") == "cpu" else "auto"
     with warnings.catch_warnings():  # the CPU is the analyses' ordinary device where there is no GPU
         warnings.simplefilter("ignore")
         return resolve_device(requested, key="analysis device")
 
 
 def models(
-    snapshot_dir: str | os.PathLike, steps: Sequence[int], log=print, device: torch.device | None = None
+    snapshot_dir: str | os.PathLike, steps: Sequence[int], device: torch.device, log=print
 ) -> Iterator[tuple[int, nn.Sequential]]:
-    """``(step, model)`` for every analysed step whose snapshot holds weights, on the analysis device."""
-    return snapshots.iter_models(snapshot_dir, steps, device or analysis_device(), log)
+    """``(step, model)`` for every analysed step whose snapshot holds weights, on ``device``."""
+    return snapshots.iter_models(snapshot_dir, steps, device, log)
 
 
 def dtype_of(model: nn.Module) -> torch.dtype:
@@ -50,7 +50,7 @@ def training_fields(
     if dump_dir is None:
         data = datasets.load(sources.data, device=device)
         rows, x, y = analysis_samples(data, sources.train_spec, samples)
-    for step, model in models(sources.snapshots, steps, log, device):
+    for step, model in models(sources.snapshots, steps, device, log):
         if dump_dir is not None:
             yield step, model, activations.read(Path(dump_dir) / activations.dump_name(step), "train")
             continue

@@ -34,7 +34,7 @@ def run(run: str, sources: Sources, steps: Sequence[int], settings: Mapping[str,
     # Batched probes lose on a CPU (benchmarks/RESULTS.md: 0.4x at 64 probes) and save launches on a GPU.
     block = settings["hessian_block"] or (20 if data.train_x.is_cuda else 1)
     table, rows = [], []
-    for step, model in models(sources.snapshots, steps, log, data.train_x.device):
+    for step, model in models(sources.snapshots, steps, data.train_x.device, log):
         operator = hessian_operator(
             model_loss(model, x.to(dtype_of(model)), y, sources.train_spec["loss"], bn_train), list(model.parameters())
         )

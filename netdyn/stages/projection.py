@@ -57,7 +57,7 @@ def run(run: str, sources: Sources, steps: Sequence[int], settings: Mapping[str,
     }
     batch_size, seed = int(spec["batch_size"]), int(spec["seed"])
     frames = []
-    for step, model in models(sources.snapshots, steps, log, data.train_x.device):
+    for step, model in models(sources.snapshots, steps, data.train_x.device, log):
         weight, _, _ = bottleneck(output_weight(model))
         dtype = dtype_of(model)
         for split, (x, y, rows) in splits.items():

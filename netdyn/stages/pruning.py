@@ -32,7 +32,7 @@ def run(run: str, sources: Sources, steps: Sequence[int], settings: Mapping[str,
     _, x_fit, y_fit = analysis_samples(data, sources.train_spec, settings["lp_train_samples"])
     _, x_test, y_test = analysis_samples(data, sources.train_spec, settings["test_samples"], split="test")
     rows = []
-    for step, model in models(sources.snapshots, steps, log, data.train_x.device):
+    for step, model in models(sources.snapshots, steps, data.train_x.device, log):
         train_xs, train_logits = layer_outputs(model, x_fit.to(dtype_of(model)))
         test_xs, _ = layer_outputs(model, x_test.to(dtype_of(model)))
         table = pruning_table(model, train_xs, train_logits, test_xs, y_test, y_fit)
