@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +28,14 @@ FIGURE_GRIDS = {"2": (2, 3), "3": (2, 3), "4": (2, 3), "5": (2, 2), "6": (2, 3),
                 "S1": (3, 3), "S2": (2, 3)}  # fmt: skip
 
 
+# The jobs start warm (netdyn.warmstart), as `make run`'s do, from one server per test session in a short folder.
+WARM_START = {
+    "NETDYN_WARM_START": "1",
+    "NETDYN_WARM_DIR": tempfile.mkdtemp(prefix="nw", dir="/tmp"),
+    "NETDYN_WARM_IDLE": "20",
+}
+
+
 def copy_workflow(target: Path) -> Path:
     """A private copy of the workflow, so a test can edit its code and results without touching the repo."""
     target.mkdir(parents=True, exist_ok=True)
@@ -42,7 +51,7 @@ def copy_workflow(target: Path) -> Path:
 def snakemake(workdir: Path, *args: str, config: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "snakemake", "--directory", str(workdir)]
     command += ["--configfile", str(config or workdir / "config.yaml"), *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **WARM_START}
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")

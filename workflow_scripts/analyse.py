@@ -4,6 +4,10 @@
 The stage is the rule's ``params.stage``; its tables go to the rule's outputs of the same names. A group's job
 (``params.runs``) has a list per input, param and output, one entry per run, and runs the stage for each in turn."""
 
+from netdyn.warmstart import hand_off
+
+hand_off(globals())  # with NETDYN_WARM_START=1, run in a process that has imported torch (netdyn.warmstart)
+
 import torch
 
 from netdyn.atomic import write_csv

@@ -1,5 +1,9 @@
 """Rule claims: the verdict on each of the paper's ten claims, computed from the metrics (netdyn.claims)."""
 
+from netdyn.warmstart import hand_off
+
+hand_off(globals())  # with NETDYN_WARM_START=1, run in a process that has imported torch (netdyn.warmstart)
+
 from netdyn.atomic import write_csv
 from netdyn.claims import evaluate
 from netdyn.logs import logged

@@ -1,6 +1,10 @@
 """Rule collect__<experiment>: each run's metrics.csv (long format) and events.json, and the experiment's table of
 every run's metrics with its status and settings (netdyn.metrics, netdyn.events, netdyn.tables)."""
 
+from netdyn.warmstart import hand_off
+
+hand_off(globals())  # with NETDYN_WARM_START=1, run in a process that has imported torch (netdyn.warmstart)
+
 import json
 from pathlib import Path
 

@@ -1,5 +1,9 @@
 """Rule dump_activations: every analysed snapshot's fields and outputs (netdyn.activations)."""
 
+from netdyn.warmstart import hand_off
+
+hand_off(globals())  # with NETDYN_WARM_START=1, run in a process that has imported torch (netdyn.warmstart)
+
 from netdyn.activations import dump_run
 from netdyn.gpus import job_gpu_slot
 from netdyn.logs import logged

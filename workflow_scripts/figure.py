@@ -1,5 +1,9 @@
 """Rule figure: one figure of the paper, its PDF and the CSV of the numbers it plots (netdyn.figures)."""
 
+from netdyn.warmstart import hand_off
+
+hand_off(globals())  # with NETDYN_WARM_START=1, run in a process that has imported torch (netdyn.warmstart)
+
 import importlib
 
 from netdyn.figures import style

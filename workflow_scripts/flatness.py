@@ -1,6 +1,10 @@
 """Rule flatness: Spearman correlations of each flatness measure with test accuracy across the sweep runs of Fig. S1,
 with bootstrap intervals (netdyn.correlations)."""
 
+from netdyn.warmstart import hand_off
+
+hand_off(globals())  # with NETDYN_WARM_START=1, run in a process that has imported torch (netdyn.warmstart)
+
 from netdyn.atomic import write_csv
 from netdyn.correlations import flatness_correlations
 from netdyn.logs import logged

@@ -1,6 +1,10 @@
 """Rule front_page: the report's first page, the introduction and the claims scorecard with the figures each claim
 bears on (netdyn.frontpage)."""
 
+from netdyn.warmstart import hand_off
+
+hand_off(globals())  # with NETDYN_WARM_START=1, run in a process that has imported torch (netdyn.warmstart)
+
 from pathlib import Path
 
 import pandas as pd

@@ -1,5 +1,9 @@
 """Rule import_run: a run trained elsewhere as netdyn snapshots, history.csv and run.json (netdyn.external)."""
 
+from netdyn.warmstart import hand_off
+
+hand_off(globals())  # with NETDYN_WARM_START=1, run in a process that has imported torch (netdyn.warmstart)
+
 from netdyn.external import import_run
 from netdyn.logs import logged
 

@@ -1,5 +1,9 @@
 """Rule train_<experiment>_stack<k>: one stack group's runs trained together (netdyn.stacked)."""
 
+from netdyn.warmstart import hand_off
+
+hand_off(globals())  # with NETDYN_WARM_START=1, run in a process that has imported torch (netdyn.warmstart)
+
 from netdyn.gpus import job_gpu_slot
 from netdyn.logs import logged
 from netdyn.stacked import train_group

@@ -1,0 +1,177 @@
+"""netdyn.warmstart: a job handed to a warm server runs as it would cold (folder, environment, streams, status,
+tracebacks), a killed job stops its child, the server starts on demand, exits when idle, and is off under SLURM."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from netdyn import warmstart
+
+JOB = """\
+import os, sys
+print("ran", os.getpid(), "torch-already-imported" if "torch" in sys.modules else "cold", os.getcwd(),
+      os.environ.get("JOB_VALUE"), snakemake.rule, __file__)
+print("to stderr", file=sys.stderr)
+if os.environ.get("JOB_PIDFILE"):
+    open(os.environ["JOB_PIDFILE"], "w").write(str(os.getpid()))
+    import time; time.sleep(60)
+if os.environ.get("JOB_RAISE"):
+    raise ValueError("a job that fails")
+sys.exit(int(os.environ.get("JOB_CODE", "0")))
+"""
+
+
+def stop_servers(folder: Path) -> None:
+    for log in folder.glob("*.log"):
+        for line in log.read_text().splitlines():
+            if "serving" in line and "(pid " in line:
+                try:
+                    os.kill(int(line.split("(pid ")[1].split(",")[0]), signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def warm_dir():
+    folder = Path(tempfile.mkdtemp(prefix="nw", dir="/tmp"))  # short: a socket path holds 108 bytes
+    yield folder
+    stop_servers(folder)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A job script, the result of its first (cold) run, and the server that run started: ``(script, first, dir)``."""
+    folder = Path(tempfile.mkdtemp(prefix="nw", dir="/tmp"))
+    script = write_job(tmp_path_factory.mktemp("job"))
+    first = run(script, folder, script.parent)
+    wait_for_server(folder)
+    yield script, first, folder
+    stop_servers(folder)
+
+
+def write_job(folder: Path) -> Path:
+    """A script as Snakemake writes it: its preamble (here a stand-in ``snakemake`` object), then the source, which
+    also lies at the path the preamble names as ``__file__``."""
+    original = folder / "job_source.py"
+    original.write_text(warmstart_lines() + JOB)
+    preamble = (
+        "######## snakemake preamble start (automatically inserted, do not edit) ########\n"
+        f"import types; snakemake = types.SimpleNamespace(rule='demo'); __real_file__ = __file__; "
+        f"__file__ = {str(original)!r};\n" + warmstart.PREAMBLE_END
+    )
+    script = folder / "job_with_preamble.py"
+    script.write_text(preamble + warmstart_lines() + JOB)
+    return script
+
+
+def warmstart_lines() -> str:
+    return "from netdyn.warmstart import hand_off\nhand_off(globals())\n"
+
+
+def run(script: Path, warm_dir: Path, cwd: Path, **env) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "NETDYN_WARM_START": "1", "NETDYN_WARM_DIR": str(warm_dir), "NETDYN_WARM_IDLE": "30"}
+    environ.pop("SLURM_JOB_ID", None)
+    return subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=cwd, env={**environ, **env}, timeout=120
+    )
+
+
+def wait_for_server(warm_dir: Path) -> Path:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        sockets = list(warm_dir.glob("*.sock"))
+        if sockets:
+            return sockets[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no warm-start server came up: {[p.read_text() for p in warm_dir.glob('*.log')]}")
+
+
+def test_the_first_job_runs_cold_and_starts_a_server_that_runs_later_jobs_as_they_would_run_cold(served, tmp_path):
+    script, first, warm_dir = served
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.split()[2] == "cold"
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    warm = run(script, warm_dir, elsewhere, JOB_VALUE="given", JOB_CODE="3")
+    assert warm.returncode == 3, warm.stderr  # the job's status is the process's
+    word, pid, state, cwd, value, rule, file = warm.stdout.split()
+    assert state == "torch-already-imported" and int(pid) != 0
+    assert (cwd, value, rule, file) == (str(elsewhere), "given", "demo", str(script.parent / "job_source.py"))
+    assert warm.stderr == "to stderr\n"
+    log = next(warm_dir.glob("*.log")).read_text()
+    assert f"job {script.parent / 'job_source.py'} (pid {pid}) exited 3" in log
+
+
+def test_a_failing_job_shows_its_traceback_at_the_source_lines(served):
+    script, _, warm_dir = served
+    failed = run(script, warm_dir, script.parent, JOB_RAISE="1")
+    assert failed.returncode == 1
+    assert "torch-already-imported" in failed.stdout
+    line = 2 + JOB.splitlines().index('    raise ValueError("a job that fails")') + 1
+    assert f'File "{script.parent / "job_source.py"}", line {line}' in failed.stderr
+    assert failed.stderr.rstrip().endswith("ValueError: a job that fails")
+
+
+def test_killing_a_jobs_process_stops_the_job(served, tmp_path):
+    script, _, warm_dir = served
+    pidfile = tmp_path / "job.pid"
+    environ = {**os.environ, "NETDYN_WARM_START": "1", "NETDYN_WARM_DIR": str(warm_dir), "JOB_PIDFILE": str(pidfile)}
+    process = subprocess.Popen([sys.executable, str(script)], env=environ, cwd=tmp_path, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job = int(pidfile.read_text())
+    assert job != process.pid  # it runs in the server's child
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{job}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{job}").exists()
+
+
+def test_an_idle_server_exits_and_a_second_server_on_its_socket_does_not_start(warm_dir):
+    path = warm_dir / "test.sock"
+    command = [sys.executable, "-c", "import sys, netdyn.warmstart as w; w.serve(sys.argv[1], 3)", str(path)]
+    first = subprocess.Popen(command)
+    deadline = time.monotonic() + 60
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.exists()
+    second = subprocess.run(command, timeout=30)  # the lock is taken: it returns at once
+    assert second.returncode == 0 and first.poll() is None
+    assert first.wait(timeout=30) == 0
+    assert not path.exists()
+
+
+def test_warm_starts_are_asked_for_and_off_under_slurm_and_on_other_hosts():
+    assert not warmstart.enabled({})
+    assert not warmstart.enabled({"NETDYN_WARM_START": "0"})
+    assert warmstart.enabled({"NETDYN_WARM_START": "1"})
+    assert not warmstart.enabled({"NETDYN_WARM_START": "1", "SLURM_JOB_ID": "42"})
+    here = socket.gethostname()
+    assert warmstart.enabled({"NETDYN_WARM_START": "1", "NETDYN_WARM_HOST": here})
+    assert not warmstart.enabled({"NETDYN_WARM_START": "1", "NETDYN_WARM_HOST": here + "-a-cluster-node"})
+
+
+def test_a_socket_folder_others_can_write_is_refused(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    assert warmstart.socket_path({"NETDYN_WARM_DIR": str(shared)}) is None
+    private = Path(tempfile.mkdtemp(prefix="nw", dir="/tmp"))
+    found = warmstart.socket_path({"NETDYN_WARM_DIR": str(private)})
+    assert found is not None and found.parent == private and found.suffix == ".sock"
+    assert warmstart.socket_path({"NETDYN_WARM_DIR": str(tmp_path / ("x" * 120))}) is None  # too long a path
