@@ -16,14 +16,18 @@ The float arrays are stored with ``dumps.compression`` (:data:`COMPRESSIONS`): `
 ReLU outputs being half zeros), ``none`` (contiguous, any HDF5 reader) or ``gzip`` (level 1 with shuffle, ten times
 slower, any HDF5 reader). Reading an ``lz4`` dump needs ``import hdf5plugin`` first, which this module does where
 the package is installed (``none`` and ``gzip`` dumps need nothing beyond h5py); the measurements are in
-benchmarks/RESULTS.md.
+benchmarks/RESULTS.md. A dump is written in pieces of samples, each piece's forward pass running in a thread while
+the piece before it is compressed and written, so that the write costs little beyond the forward pass.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from queue import Full, Queue
 from typing import Any
 
 import h5py
@@ -39,6 +43,11 @@ FORMAT = "netdyn-activations"
 SCHEMA_VERSION = 1
 SPLITS = ("train", "test")
 COMPRESSIONS = ("lz4", "none", "gzip")
+# A dump is computed and written in pieces of PIECE_ROWS samples, the next piece's forward pass running while the last
+# one is written; a dataset's chunk that a piece fills only in part waits in a chunk cache of CHUNK_CACHE bytes (HDF5
+# keeps one per dataset; its default of 1 MiB would not hold a whole 1 MiB chunk).
+PIECE_ROWS = 1024
+CHUNK_CACHE = 4 * 2**20
 
 try:  # registers the LZ4 filter with HDF5 for reading and writing; absent, lz4 dumps cannot be written or read
     import hdf5plugin
@@ -46,17 +55,17 @@ except ImportError:  # pragma: no cover - every environment this project pins ha
     hdf5plugin = None
 
 
-def _storage(compression: str, array: np.ndarray) -> dict[str, Any]:
-    """h5py ``create_dataset`` keywords of a float array stored with ``compression``."""
+def _storage(compression: str, shape: tuple[int, int], itemsize: int) -> dict[str, Any]:
+    """h5py ``create_dataset`` keywords of a float array of ``shape`` stored with ``compression``."""
     if compression == "none":
         return {}
-    rows = max(1, min(len(array), 2**20 // max(1, array.shape[1] * array.itemsize)))
+    rows = max(1, min(shape[0], 2**20 // max(1, shape[1] * itemsize)))
     if compression == "gzip":
-        return {"chunks": (rows, array.shape[1]), "compression": "gzip", "compression_opts": 1, "shuffle": True}
+        return {"chunks": (rows, shape[1]), "compression": "gzip", "compression_opts": 1, "shuffle": True}
     if compression == "lz4":
         if hdf5plugin is None:
             raise ValueError("dumps.compression: 'lz4' needs the hdf5plugin package; install it or choose none or gzip")
-        return {"chunks": (rows, array.shape[1]), **hdf5plugin.LZ4()}
+        return {"chunks": (rows, shape[1]), **hdf5plugin.LZ4()}
     raise ValueError(f"dumps.compression: {compression!r} is not one of {list(COMPRESSIONS)}")
 
 
@@ -81,14 +90,70 @@ def layer_kinds(model: nn.Sequential) -> list[dict[str, Any]]:
 def compute(model: nn.Sequential, x: torch.Tensor, chunk_size: int = 4096) -> dict[str, torch.Tensor]:
     """Eval-mode fields and outputs of every hidden layer plus the logits, on ``x``'s device."""
     parts: dict[str, list[torch.Tensor]] = {}
+    for _, fields in compute_chunks(model, x, chunk_size):
+        for name, values in fields.items():
+            parts.setdefault(name, []).append(values)
+    return {name: torch.cat(chunks) for name, chunks in parts.items()}
+
+
+def compute_chunks(
+    model: nn.Sequential, x: torch.Tensor, chunk_size: int = 4096
+) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    """``(first row, fields)`` of :func:`compute` for every ``chunk_size`` rows of ``x`` in turn: ``h01, x01, ...,
+    logits``."""
     with eval_mode(model):
         for start in range(0, len(x), chunk_size):
             hs, xs, logits = forward_layers(model, x[start : start + chunk_size])
+            fields = {}
             for layer, (h, out) in enumerate(zip(hs, xs, strict=True), start=1):
-                parts.setdefault(f"h{layer:02d}", []).append(h)
-                parts.setdefault(f"x{layer:02d}", []).append(out)
-            parts.setdefault("logits", []).append(logits)
-    return {name: torch.cat(chunks) for name, chunks in parts.items()}
+                fields[f"h{layer:02d}"] = h
+                fields[f"x{layer:02d}"] = out
+            fields["logits"] = logits
+            yield start, fields
+
+
+def _ahead(items: Iterator, depth: int = 1) -> Iterator:
+    """``items``, produced in a thread up to ``depth`` items ahead of the consumer (an error there is raised here).
+
+    The dump's forward pass (torch, which releases the GIL) runs while the previous piece is compressed and written.
+    """
+    done = object()
+    queue: Queue = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item) -> bool:  # False once the consumer has stopped
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer(item):
+                    return
+        except BaseException as error:  # handed to the consumer, which raises it
+            offer(error)
+            return
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:  # a generator's own clean-up (the model's mode) runs here, not at its collection
+                close()
+        offer(done)
+
+    producer = threading.Thread(target=produce, name="netdyn-dump-forward", daemon=True)
+    producer.start()
+    try:
+        while (item := queue.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        producer.join()
 
 
 @torch.no_grad()
@@ -121,7 +186,7 @@ def write(
     attrs: dict[str, Any] | None = None,
 ) -> None:
     """Dump the activations of ``model`` for each split ``name -> (indices, inputs, labels)`` atomically."""
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w", rdcc_nbytes=CHUNK_CACHE) as handle:
         handle.attrs.update(
             {
                 "format": FORMAT,
@@ -139,9 +204,17 @@ def write(
             group = handle.create_group(split)
             group["indices"] = np.asarray(indices, dtype=np.int64)
             group["labels"] = labels.cpu().numpy().astype(np.int64)
-            for name, values in compute(model, inputs).items():
-                array = values.cpu().numpy().astype(dtype)
-                group.create_dataset(name, data=array, **_storage(compression, array))
+            stored = np.dtype(dtype)
+            pieces = compute_chunks(model, inputs, PIECE_ROWS)
+            for start, fields in _ahead(pieces):  # the next piece computes while this one is compressed and written
+                for name, values in fields.items():
+                    array = values.cpu().numpy().astype(stored, copy=False)  # no copy when it has the dtype
+                    if name not in group:
+                        shape = (len(inputs), array.shape[1])
+                        group.create_dataset(
+                            name, shape=shape, dtype=stored, **_storage(compression, shape, stored.itemsize)
+                        )
+                    group[name][start : start + len(array)] = array
 
 
 def read(path: str | os.PathLike, split: str = "train") -> dict[str, Any]:

@@ -46,9 +46,10 @@ ROOT = Path(__file__).resolve().parent.parent
 KNOWN_TEST_SIZES = {"mnist5k": 1000}  # every other built-in dataset has 10,000 test images
 
 # CPU (this project's 2-core machine, one thread per job), measured 1 December 2026: a 784-1024x4-10 forward of
-# 10,000 samples (78 GFLOP) in 1.97 s; `import torch, netdyn.stages.common` 2.9 s; a 300-step depth-1 run 6.4 s of
-# CPU; Snakemake's main process about 0.4 s of a core per job (py-spy, benchmarks/RESULTS.md).
-CPU = {"flop_rate": 40e9, "small_flop_rate": 8e9, "startup_s": 3.3, "step_layer_s": 1.5e-4, "cores": 2,
+# 10,000 samples (78 GFLOP) in 1.97 s; a 300-step depth-1 run 6.4 s of CPU; Snakemake's main process about 0.4 s of
+# a core per job (py-spy, benchmarks/RESULTS.md). Start-up and exit of a job started warm (netdyn.warmstart, the
+# default of a local run), measured 2 December 2026 over make run's 114 jobs: 0.37 s + 0.19 s (3.3 s + 0.5 s cold).
+CPU = {"flop_rate": 40e9, "small_flop_rate": 8e9, "startup_s": 0.6, "step_layer_s": 1.5e-4, "cores": 2,
        "scheduler_s": 0.4}  # fmt: skip
 # GPU classes: sustained FP32 FLOP/s at a modest efficiency for these small matmuls, and a launch overhead per
 # layer and step (about 10 kernels of ~5 us). Modelled from the vendors' peak numbers, not measured here.

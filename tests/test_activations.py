@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from netdyn import activations
 from netdyn.activations import COMPRESSIONS, ActivationFileError, read, write
 from netdyn.models import build
 
@@ -68,6 +71,45 @@ def test_every_compression_stores_the_same_arrays_and_lz4_is_smallest_for_relu_o
     assert sizes["lz4"] < 0.9 * sizes["none"]
     with pytest.raises(ValueError, match="dumps.compression"):
         write(tmp_path / "bad.h5", model, {"train": (np.arange(400), x, y)}, compression="zip")
+
+
+def test_a_dump_written_in_pieces_holds_what_one_forward_pass_gives(tmp_path, monkeypatch):
+    """The forward pass of the next piece runs beside the write of the last (netdyn.activations._ahead): with pieces
+    of 64 rows, 150 samples (three pieces, the last a part one) and every compression, the dump is ``compute``'s
+    output bit for bit, and a float16 dump its cast."""
+    monkeypatch.setattr(activations, "PIECE_ROWS", 64)
+    model = build({"depth": 2, "width": 96, "activation": "relu", "batchnorm": True}, generator_seed=1)
+    x, y = torch.rand(150, 784), torch.arange(150) % 10
+    whole = {name: values.numpy() for name, values in activations.compute(model, x).items()}
+    for compression in COMPRESSIONS:
+        for dtype in ("float32", "float16"):
+            path = tmp_path / f"{compression}-{dtype}.h5"
+            write(path, model, {"train": (np.arange(150), x, y)}, compression=compression, dtype=dtype)
+            dump = read(path)
+            for layer in (1, 2):
+                np.testing.assert_array_equal(dump["h"][layer - 1], whole[f"h{layer:02d}"].astype(dtype))
+                np.testing.assert_array_equal(dump["x"][layer - 1], whole[f"x{layer:02d}"].astype(dtype))
+            np.testing.assert_array_equal(dump["logits"], whole["logits"].astype(dtype))
+
+
+def test_a_forward_pass_failing_in_a_later_piece_fails_the_dump_and_leaves_no_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(activations, "PIECE_ROWS", 32)
+    model = build({"depth": 1, "width": 16}, generator_seed=0)
+    pieces = []
+    real_forward = activations.forward_layers
+
+    def failing_second_piece(model, x):
+        pieces.append(len(x))
+        if len(pieces) == 2:
+            raise RuntimeError("out of memory in piece 2")
+        return real_forward(model, x)
+
+    monkeypatch.setattr(activations, "forward_layers", failing_second_piece)
+    path = tmp_path / "step000001.h5"
+    with pytest.raises(RuntimeError, match="piece 2"):
+        write(path, model, {"train": (np.arange(100), torch.rand(100, 784), torch.arange(100) % 10)})
+    assert pieces == [32, 32] and not list(tmp_path.iterdir())  # stopped at the fault; no file, no temporary
+    assert all(thread.name != "netdyn-dump-forward" for thread in threading.enumerate())
 
 
 def test_truncated_foreign_and_missing_files_are_named(dumped, tmp_path):

@@ -48,10 +48,12 @@ def copy_workflow(target: Path) -> Path:
     return target
 
 
-def snakemake(workdir: Path, *args: str, config: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, config: Path | None = None, check: bool = True, warm: bool = True
+) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "snakemake", "--directory", str(workdir)]
     command += ["--configfile", str(config or workdir / "config.yaml"), *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **WARM_START}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(WARM_START if warm else {"NETDYN_WARM_START": "0"})}
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -245,6 +247,43 @@ def test_the_report_opens_in_a_browser_with_its_scorecard_and_every_figure(tiny_
 
 def test_nothing_reruns_without_a_change(tiny_workflow):
     assert "Nothing to be done" in snakemake(tiny_workflow, "-n", "--cores", "1").stdout
+
+
+def without_wall_times(record: object) -> object:
+    if isinstance(record, dict):
+        return {key: without_wall_times(value) for key, value in record.items() if "wall_time" not in key}
+    return [without_wall_times(value) for value in record] if isinstance(record, list) else record
+
+
+def test_jobs_started_cold_write_the_tables_warm_ones_wrote(tiny_workflow, tmp_path):
+    """The tiny workflow's jobs ran warm (netdyn.warmstart); a lone run and a stack group (its training, dumps and
+    grouped analyses) and their experiments' collect jobs, rerun cold in a copy, give the same tables."""
+    warm_server_log = "".join(path.read_text() for path in Path(WARM_START["NETDYN_WARM_DIR"]).glob("*.log"))
+    assert "workflow_scripts/train_stack.py" in warm_server_log and "workflow_scripts/analyse.py" in warm_server_log
+    cold = tmp_path / "cold"
+    shutil.copytree(tiny_workflow, cold, ignore=shutil.ignore_patterns(".snakemake"), symlinks=True)
+    runs = ("shallow/tanh", "seeds/s00", "seeds/s01")
+    tables = sorted(
+        path.relative_to(tiny_workflow)
+        for run in runs
+        for path in (tiny_workflow / "results" / "runs" / run).rglob("*")
+        if path.suffix in (".csv", ".json") and path.parent.name != "snapshots"
+    )
+    for run in runs:
+        shutil.rmtree(cold / "results" / "runs" / run)
+    snakemake(cold, "--cores", "2", *map(str, tables), warm=False)
+    assert len(tables) > 20
+    for table in tables:
+        if table.suffix == ".json":
+            theirs, mine = (
+                without_wall_times(json.loads((root / table).read_text())) for root in (tiny_workflow, cold)
+            )
+            assert mine == theirs, table
+            continue
+        theirs, mine = (
+            pd.read_csv(root / table).drop(columns=["wall_time"], errors="ignore") for root in (tiny_workflow, cold)
+        )
+        pd.testing.assert_frame_equal(mine, theirs, check_exact=True, obj=str(table))
 
 
 def test_changing_one_runs_lr_reruns_only_that_run(tiny_workflow):
