@@ -1,19 +1,19 @@
-"""Warm start: run a workflow job in a process that has imported torch already (docs/design.md "Job start-up").
+"""Warm start: run a workflow job in a process that has imported torch already (docs/design.md "Speed").
 
 A torch job on the 2-core machine spends about 3 s importing torch before its first line of work, and the quick
 preset is over a hundred such jobs. With ``NETDYN_WARM_START=1`` in its environment (the workflow sets it for the
 jobs of a local run, rules/common.smk; ``NETDYN_WARM_START=0`` turns it off), a job's script first calls
-``hand_off(globals())``: it connects to a server that has imported torch, numpy, pandas,
-h5py and hdf5plugin once, sends the job (Snakemake's ``snakemake`` object, the script's source, its working
-folder, environment, umask and standard streams), and exits with the status of the job, which the server runs in a
-forked child. The job itself is unchanged: the same script, run with the same inputs in the same folder, writing to
-the same streams and log; its imports of netdyn run fresh in the child, so edited netdyn code takes effect at once.
+``hand_off(globals())``: it connects to a server that has imported torch, numpy, pandas, h5py and hdf5plugin once,
+sends the job (Snakemake's ``snakemake`` object, the script's source, its working folder, environment, umask and
+standard streams), and exits with the status of the job, which the server runs in a forked child. The job itself is
+unchanged: the same script, run with the same inputs in the same folder, writing to the same streams and log; its
+imports of netdyn run fresh in the child, so edited netdyn code takes effect at once.
 
 - No server yet: the first job starts one in the background and runs cold itself; the server serves the jobs that
   come after, and exits after ``NETDYN_WARM_IDLE`` seconds without a job (default 60).
-- A server is per user, Python, import path and installed version of its preloaded packages and of this file
-  (a hash names its socket), in ``NETDYN_WARM_DIR`` (default ``$XDG_RUNTIME_DIR`` or the temporary folder, in
-  ``netdyn-warm-<uid>``, mode 0700); its log lists the jobs it ran.
+- A server is per user, Python, import path, installed version of its preloaded packages, and netdyn's folder and
+  version of this file (a hash names its socket), in ``NETDYN_WARM_DIR`` (default ``$XDG_RUNTIME_DIR`` or the
+  temporary folder, in ``netdyn-warm-<uid>``, mode 0700); its log lists the jobs it ran.
 - Off under SLURM (``SLURM_JOB_ID``: the job must stay inside its allocation), on a host other than
   ``NETDYN_WARM_HOST`` where that is set, and where the platform lacks ``os.pidfd_open`` or descriptor passing.
   Killing the job's process kills (SIGKILL) its child's process group.
@@ -68,7 +68,8 @@ def socket_path(environ=os.environ) -> Path | None:
         return None
     if found.st_uid != os.getuid() or found.st_mode & 0o077:  # another user's folder, or one others can write
         return None
-    identity = [sys.executable, sys.prefix, environ.get("PYTHONPATH", ""), _version_of(__file__)]
+    # netdyn's own folder too: a child imports netdyn's modules from the package the server imported
+    identity = [sys.executable, sys.prefix, environ.get("PYTHONPATH", ""), __file__, _version_of(__file__)]
     for name in PRELOADED:
         spec = importlib.util.find_spec(name)
         identity.append(f"{name}={spec.origin if spec else None}:{_version_of(spec.origin) if spec else ''}")

@@ -175,3 +175,20 @@ def test_a_socket_folder_others_can_write_is_refused(tmp_path):
     found = warmstart.socket_path({"NETDYN_WARM_DIR": str(private)})
     assert found is not None and found.parent == private and found.suffix == ".sock"
     assert warmstart.socket_path({"NETDYN_WARM_DIR": str(tmp_path / ("x" * 120))}) is None  # too long a path
+
+
+def test_a_server_serves_only_jobs_that_import_netdyn_from_its_folder(tmp_path):
+    """A job's child imports netdyn's modules through the server's package: a copy of netdyn elsewhere (a workflow
+    copy on the import path) gets a server of its own."""
+    shutil.copytree(Path(warmstart.__file__).parent, tmp_path / "copy" / "netdyn")
+    private = Path(tempfile.mkdtemp(prefix="nw", dir="/tmp"))
+    show = "import sys; sys.path[:0] = sys.argv[1:]; import netdyn.warmstart as w; print(w.__file__, w.socket_path())"
+    environ = {**os.environ, "NETDYN_WARM_DIR": str(private)}
+    found = [
+        subprocess.run([sys.executable, "-c", show, *extra], capture_output=True, text=True, env=environ, check=True)
+        .stdout.split()
+        for extra in ([], [str(tmp_path / "copy")])
+    ]
+    shutil.rmtree(private)
+    assert found[1][0] == str(tmp_path / "copy" / "netdyn" / "warmstart.py") and found[0][0] != found[1][0]
+    assert found[0][1] != found[1][1]
