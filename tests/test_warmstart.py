@@ -185,8 +185,9 @@ def test_a_server_serves_only_jobs_that_import_netdyn_from_its_folder(tmp_path):
     show = "import sys; sys.path[:0] = sys.argv[1:]; import netdyn.warmstart as w; print(w.__file__, w.socket_path())"
     environ = {**os.environ, "NETDYN_WARM_DIR": str(private)}
     found = [
-        subprocess.run([sys.executable, "-c", show, *extra], capture_output=True, text=True, env=environ, check=True)
-        .stdout.split()
+        subprocess.run(
+            [sys.executable, "-c", show, *extra], capture_output=True, text=True, env=environ, check=True
+        ).stdout.split()
         for extra in ([], [str(tmp_path / "copy")])
     ]
     shutil.rmtree(private)
