@@ -15,8 +15,9 @@ imports of netdyn run fresh in the child, so edited netdyn code takes effect at 
   version of this file (a hash names its socket), in ``NETDYN_WARM_DIR`` (default ``$XDG_RUNTIME_DIR`` or the
   temporary folder, in ``netdyn-warm-<uid>``, mode 0700); its log lists the jobs it ran.
 - Off under SLURM (``SLURM_JOB_ID``: the job must stay inside its allocation), on a host other than
-  ``NETDYN_WARM_HOST`` where that is set, and where the platform lacks ``os.pidfd_open`` or descriptor passing.
-  Killing the job's process kills (SIGKILL) its child's process group.
+  ``NETDYN_WARM_HOST`` where that is set, in an Apptainer / Singularity container (its job must not run outside it),
+  and where the platform lacks ``os.pidfd_open`` or descriptor passing. Killing the job's process kills (SIGKILL)
+  its child's process group; a server that dies takes its children with it, and their jobs' processes exit 1.
 - What differs from a cold job: Snakemake's benchmark files measure the job's own process, so their memory and CPU
   columns leave out the child's (the wall time ``s`` is right); resource limits (``ulimit``) are the server's.
 
@@ -46,6 +47,7 @@ def enabled(environ=os.environ) -> bool:
         environ.get("NETDYN_WARM_START", "").strip().lower() in {"1", "true", "yes", "on"}
         and not environ.get("SLURM_JOB_ID")
         and environ.get("NETDYN_WARM_HOST", socket.gethostname()) == socket.gethostname()
+        and not (environ.get("APPTAINER_CONTAINER") or environ.get("SINGULARITY_CONTAINER"))
         and hasattr(os, "pidfd_open")
         and hasattr(socket, "send_fds")
         and not _in_child
@@ -285,6 +287,7 @@ def _accept(listener: socket.socket, inherited: list, jobs: dict) -> tuple[int, 
         return None
     connection.settimeout(None)
     sys.stdout.flush()
+    server = os.getpid()
     pid = os.fork()
     if pid == 0:
         for handle in [*inherited, connection]:
@@ -293,13 +296,17 @@ def _accept(listener: socket.socket, inherited: list, jobs: dict) -> tuple[int, 
             os.close(pidfd)
         code = 1
         try:
-            code = _run_job(request, received)
+            code = _run_job(request, received, server)
         except BaseException:  # never return into the server's loop from a child
             import traceback
 
             traceback.print_exc()
         finally:
             os._exit(code)
+    try:  # as the child does: its group exists before the server may have to stop it
+        os.setpgid(pid, pid)
+    except OSError:
+        pass
     for fd in received:
         os.close(fd)
     pidfd = os.pidfd_open(pid)
@@ -307,7 +314,7 @@ def _accept(listener: socket.socket, inherited: list, jobs: dict) -> tuple[int, 
     return pidfd, connection
 
 
-def _run_job(request: dict, streams: list[int]) -> int:
+def _run_job(request: dict, streams: list[int], server: int) -> int:
     """In the forked child: become the job's process (streams, folder, environment, imports) and run its script."""
     global _in_child
     import atexit
@@ -320,6 +327,14 @@ def _run_job(request: dict, streams: list[int]) -> int:
 
     _in_child = True
     os.setpgrp()  # its own process group, which the server stops when the job's process is killed
+    try:  # a server that dies takes its jobs with it (their processes report the loss); Linux's PR_SET_PDEATHSIG
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != server:  # it died before that took hold
+        return 1
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for target, fd in zip(request["streams"], streams, strict=True):

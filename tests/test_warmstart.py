@@ -142,6 +142,29 @@ def test_killing_a_jobs_process_stops_the_job(served, tmp_path):
     assert not Path(f"/proc/{job}").exists()
 
 
+def test_a_server_that_dies_takes_its_jobs_with_it_and_their_processes_fail(tmp_path, warm_dir):
+    script = write_job(tmp_path)
+    run(script, warm_dir, tmp_path)
+    wait_for_server(warm_dir)
+    pidfile = tmp_path / "job.pid"
+    environ = {**os.environ, "NETDYN_WARM_START": "1", "NETDYN_WARM_DIR": str(warm_dir), "JOB_PIDFILE": str(pidfile)}
+    process = subprocess.Popen(
+        [sys.executable, str(script)], env=environ, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job = int(pidfile.read_text())
+    server = int(next(warm_dir.glob("*.log")).read_text().split("(pid ")[1].split(",")[0])
+    os.kill(server, signal.SIGKILL)
+    assert process.wait(timeout=20) == 1
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{job}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{job}").exists()
+    assert "the warm-start server lost this job" in process.stderr.read().decode()  # (the job held it open too)
+
+
 def test_an_idle_server_exits_and_a_second_server_on_its_socket_does_not_start(warm_dir):
     path = warm_dir / "test.sock"
     command = [sys.executable, "-c", "import sys, netdyn.warmstart as w; w.serve(sys.argv[1], 3)", str(path)]
@@ -156,7 +179,7 @@ def test_an_idle_server_exits_and_a_second_server_on_its_socket_does_not_start(w
     assert not path.exists()
 
 
-def test_warm_starts_are_asked_for_and_off_under_slurm_and_on_other_hosts():
+def test_warm_starts_are_asked_for_and_off_under_slurm_on_other_hosts_and_in_containers():
     assert not warmstart.enabled({})
     assert not warmstart.enabled({"NETDYN_WARM_START": "0"})
     assert warmstart.enabled({"NETDYN_WARM_START": "1"})
@@ -164,6 +187,7 @@ def test_warm_starts_are_asked_for_and_off_under_slurm_and_on_other_hosts():
     here = socket.gethostname()
     assert warmstart.enabled({"NETDYN_WARM_START": "1", "NETDYN_WARM_HOST": here})
     assert not warmstart.enabled({"NETDYN_WARM_START": "1", "NETDYN_WARM_HOST": here + "-a-cluster-node"})
+    assert not warmstart.enabled({"NETDYN_WARM_START": "1", "APPTAINER_CONTAINER": "/images/netdyn.sif"})
 
 
 def test_a_socket_folder_others_can_write_is_refused(tmp_path):
