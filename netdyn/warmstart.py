@@ -35,14 +35,15 @@ from pathlib import Path
 PRELOADED = ("torch", "numpy", "pandas", "h5py", "hdf5plugin", "snakemake")
 PREAMBLE_END = "######## snakemake preamble end #########\n"  # the line Snakemake's script preamble ends with
 IDLE_SECONDS = 60.0
+STARTED = b"S"  # the server's word that the job's child runs; before it, a job that cannot start here runs cold
 _SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux
 _in_child = False  # set in a server's child: the job's own hand_off call must run the script, not hand it off again
 
 
 def enabled(environ=os.environ) -> bool:
-    """Whether ``NETDYN_WARM_START`` asks for warm starts and this process may use them: not under SLURM, and on the
-    host ``NETDYN_WARM_HOST`` names where it is set (the workflow sets it to its own: a job sent elsewhere is not a
-    local one)."""
+    """Whether ``NETDYN_WARM_START`` asks for warm starts and this process may use them: not under SLURM, nor in a
+    container, and on the host ``NETDYN_WARM_HOST`` names where it is set (the workflow sets it to its own: a job
+    sent elsewhere is not a local one)."""
     return (
         environ.get("NETDYN_WARM_START", "").strip().lower() in {"1", "true", "yes", "on"}
         and not environ.get("SLURM_JOB_ID")
@@ -124,9 +125,19 @@ def hand_off(script_globals: dict) -> None:
             "streams": streams,
         }
     )
-    socket.send_fds(connection, [struct.pack("!Q", len(request))], streams)
-    connection.sendall(request)
-    status = _receive(connection, 4)
+    try:
+        socket.send_fds(connection, [struct.pack("!Q", len(request))], streams)
+        connection.sendall(request)
+        started = _receive(connection, 1) == STARTED
+    except OSError:
+        started = False
+    if not started:  # the server could not start it (and says why in its log): the job runs here, cold
+        connection.close()
+        return
+    try:
+        status = _receive(connection, 4)
+    except OSError:  # the server died (its children with it)
+        status = b""
     sys.stdout.flush()
     sys.stderr.flush()
     if len(status) < 4:
@@ -199,6 +210,11 @@ def serve(path: str | os.PathLike, idle_seconds: float | None = None) -> None:
         except ImportError:
             pass
     gc.freeze()  # the children share these objects' pages instead of copying them at their first collection
+    try:  # a kernel or sandbox without pidfds cannot serve: jobs then find no server and run cold
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError as error:
+        _log(f"cannot serve here: {error}")
+        return
     path.unlink(missing_ok=True)  # a dead server's socket; the lock says no live one has it
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(os.fspath(path))
@@ -223,7 +239,11 @@ def serve(path: str | os.PathLike, idle_seconds: float | None = None) -> None:
             continue
         for item in ready:
             if item is listener:
-                started = _accept(listener, [lock, listener, *(conn for _, conn, _, _ in jobs.values())], jobs)
+                try:
+                    started = _accept(listener, [lock, listener, *(conn for _, conn, _, _ in jobs.values())], jobs)
+                except Exception as error:  # one job's trouble must not end the server its other jobs run in
+                    _log(f"could not take a job: {error!r}")
+                    started = None
                 if started is not None:
                     pidfd, connection = started
                     clients[connection.fileno()] = pidfd
@@ -242,7 +262,11 @@ def serve(path: str | os.PathLike, idle_seconds: float | None = None) -> None:
             elif item in clients:
                 pidfd = clients.pop(item)
                 pid, connection, script, _ = jobs[pidfd]
-                if not connection.recv(1):  # the job's process is gone (killed): so is its child
+                try:
+                    gone = not connection.recv(1)
+                except OSError:
+                    gone = True
+                if gone:  # the job's process is gone (killed): so is its child
                     _log(f"job {script} (pid {pid}): its process ended; stopping it")
                     try:
                         os.killpg(pid, signal.SIGKILL)  # as if it had been killed itself: its writes are atomic
@@ -264,8 +288,11 @@ def _exit_code(status: int) -> int:
 
 
 def _accept(listener: socket.socket, inherited: list, jobs: dict) -> tuple[int, socket.socket] | None:
-    """Receive one job and fork its child; ``(pidfd, connection)``, or None where the request was broken."""
+    """Receive one job and fork its child; ``(pidfd, connection)``, or None where it could not start (its process
+    then runs it cold)."""
     import pickle
+    import signal
+    import time
 
     connection, _ = listener.accept()
     connection.settimeout(30)
@@ -281,14 +308,17 @@ def _accept(listener: socket.socket, inherited: list, jobs: dict) -> tuple[int, 
         request = pickle.loads(payload)
     except (OSError, pickle.UnpicklingError, EOFError) as error:
         _log(f"dropped a broken request: {error}")
-        for fd in received:
-            os.close(fd)
-        connection.close()
+        _drop(connection, received)
         return None
     connection.settimeout(None)
     sys.stdout.flush()
     server = os.getpid()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as error:
+        _log(f"could not fork for {request['file']} ({error}): it runs cold")
+        _drop(connection, received)
+        return None
     if pid == 0:
         for handle in [*inherited, connection]:
             handle.close()
@@ -307,11 +337,25 @@ def _accept(listener: socket.socket, inherited: list, jobs: dict) -> tuple[int, 
         os.setpgid(pid, pid)
     except OSError:
         pass
+    try:
+        pidfd = os.pidfd_open(pid)
+        connection.sendall(STARTED)
+    except OSError as error:  # the job's process is gone, or the child cannot be watched: stop it, run it cold
+        _log(f"could not start {request['file']} ({error})")
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        _drop(connection, received)
+        return None
     for fd in received:
         os.close(fd)
-    pidfd = os.pidfd_open(pid)
-    jobs[pidfd] = (pid, connection, request["file"], __import__("time").monotonic())
+    jobs[pidfd] = (pid, connection, request["file"], time.monotonic())
     return pidfd, connection
+
+
+def _drop(connection: socket.socket, received: list[int]) -> None:
+    for fd in received:
+        os.close(fd)
+    connection.close()
 
 
 def _run_job(request: dict, streams: list[int], server: int) -> int:

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -163,6 +164,33 @@ def test_a_server_that_dies_takes_its_jobs_with_it_and_their_processes_fail(tmp_
         time.sleep(0.05)
     assert not Path(f"/proc/{job}").exists()
     assert "the warm-start server lost this job" in process.stderr.read().decode()  # (the job held it open too)
+
+
+def test_a_job_the_server_cannot_start_runs_cold(tmp_path, warm_dir):
+    """A server that takes the request and hangs up before its word that the job started (it could not fork, or
+    watch the child): the job's own process runs the job."""
+    script = write_job(tmp_path)
+    path = warmstart.socket_path({"NETDYN_WARM_DIR": str(warm_dir)})
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(4)
+    taken = []
+
+    def hang_up() -> None:
+        connection, _ = listener.accept()
+        header, fds, _, _ = socket.recv_fds(connection, 8, 3)
+        taken.append(len(header))
+        for fd in fds:
+            os.close(fd)
+        connection.close()
+
+    server = threading.Thread(target=hang_up, daemon=True)
+    server.start()
+    result = run(script, warm_dir, tmp_path, JOB_CODE="4")
+    server.join(timeout=30)
+    listener.close()
+    assert taken == [8]  # it did reach the server
+    assert result.returncode == 4 and result.stdout.split()[2] == "cold", result.stderr
 
 
 def test_an_idle_server_exits_and_a_second_server_on_its_socket_does_not_start(warm_dir):
