@@ -170,7 +170,7 @@ def test_a_job_the_server_cannot_start_runs_cold(tmp_path, warm_dir):
     """A server that takes the request and hangs up before its word that the job started (it could not fork, or
     watch the child): the job's own process runs the job."""
     script = write_job(tmp_path)
-    path = warmstart.socket_path({"NETDYN_WARM_DIR": str(warm_dir)})
+    path = warmstart.socket_path({**os.environ, "NETDYN_WARM_DIR": str(warm_dir)})  # the job's own (PYTHONPATH too)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
     listener.listen(4)
