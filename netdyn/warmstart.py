@@ -202,7 +202,6 @@ def serve(path: str | os.PathLike, idle_seconds: float | None = None) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return
-    os.environ.pop("NETDYN_WARM_START", None)
     os.chdir("/")  # not the first job's folder: the server must not keep it busy
     for name in PRELOADED:
         try:

@@ -32,15 +32,43 @@ sys.exit(int(os.environ.get("JOB_CODE", "0")))
 """
 
 
+def server_pids(folder: Path) -> list[int]:
+    """The pids the servers' logs in ``folder`` give on their "serving" line."""
+    return [
+        int(line.split("(pid ")[1].split(",")[0])
+        for log in folder.glob("*.log")
+        for line in log.read_text().splitlines()
+        if "serving" in line and "(pid " in line
+    ]
+
+
 def stop_servers(folder: Path) -> None:
-    for log in folder.glob("*.log"):
-        for line in log.read_text().splitlines():
-            if "serving" in line and "(pid " in line:
-                try:
-                    os.kill(int(line.split("(pid ")[1].split(",")[0]), signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+    for pid in server_pids(folder):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def start_sleeping_job(script: Path, warm_dir: Path, folder: Path, **popen) -> tuple[subprocess.Popen, int]:
+    """The job's process, started warm, and the pid of the child that runs it (which writes it, then sleeps)."""
+    pidfile = folder / "job.pid"
+    environ = {**os.environ, "NETDYN_WARM_START": "1", "NETDYN_WARM_DIR": str(warm_dir), "JOB_PIDFILE": str(pidfile)}
+    process = subprocess.Popen(
+        [sys.executable, str(script)], env=environ, cwd=folder, stdout=subprocess.DEVNULL, **popen
+    )
+    deadline = time.monotonic() + 60
+    while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return process, int(pidfile.read_text())
+
+
+def ended_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not Path(f"/proc/{pid}").exists()
 
 
 @pytest.fixture
@@ -127,42 +155,22 @@ def test_a_failing_job_shows_its_traceback_at_the_source_lines(served):
 
 def test_killing_a_jobs_process_stops_the_job(served, tmp_path):
     script, _, warm_dir = served
-    pidfile = tmp_path / "job.pid"
-    environ = {**os.environ, "NETDYN_WARM_START": "1", "NETDYN_WARM_DIR": str(warm_dir), "JOB_PIDFILE": str(pidfile)}
-    process = subprocess.Popen([sys.executable, str(script)], env=environ, cwd=tmp_path, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    job = int(pidfile.read_text())
+    process, job = start_sleeping_job(script, warm_dir, tmp_path)
     assert job != process.pid  # it runs in the server's child
     process.kill()
     process.wait()
-    deadline = time.monotonic() + 20
-    while Path(f"/proc/{job}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not Path(f"/proc/{job}").exists()
+    assert ended_within(job, 20)
 
 
 def test_a_server_that_dies_takes_its_jobs_with_it_and_their_processes_fail(tmp_path, warm_dir):
     script = write_job(tmp_path)
     run(script, warm_dir, tmp_path)
     wait_for_server(warm_dir)
-    pidfile = tmp_path / "job.pid"
-    environ = {**os.environ, "NETDYN_WARM_START": "1", "NETDYN_WARM_DIR": str(warm_dir), "JOB_PIDFILE": str(pidfile)}
-    process = subprocess.Popen(
-        [sys.executable, str(script)], env=environ, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 60
-    while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    job = int(pidfile.read_text())
-    server = int(next(warm_dir.glob("*.log")).read_text().split("(pid ")[1].split(",")[0])
+    process, job = start_sleeping_job(script, warm_dir, tmp_path, stderr=subprocess.PIPE)
+    [server] = server_pids(warm_dir)
     os.kill(server, signal.SIGKILL)
     assert process.wait(timeout=20) == 1
-    deadline = time.monotonic() + 20
-    while Path(f"/proc/{job}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not Path(f"/proc/{job}").exists()
+    assert ended_within(job, 20)
     assert "the warm-start server lost this job" in process.stderr.read().decode()  # (the job held it open too)
 
 
