@@ -1,47 +1,74 @@
 #!/usr/bin/env bash
-# One GPU window (issue 12 section 6): on a GPU machine holding this repository, the GPU benchmark rows and then the
-# paper-core preset, everything measured written to one folder, within about 10 minutes.
+# One GPU window (issues 21 and 22): on a lent GPU machine holding this repository, the GPU benchmark rows and then
+# one half of presets/paper-core.yaml, everything measured written to one folder before a deadline.
 #
-#   benchmarks/gpu_window.sh OUT_DIR [--smoke]
+#   benchmarks/gpu_window.sh OUT_DIR --window 1|2 [--smoke]
 #
-# OUT_DIR gets machine.txt, bench.json, bench.txt, plan.txt, summary.json, summary.md, claims.csv, workflow.log.
-# Without internet the preset reads its data from an IDX folder: NETDYN_IDX=<folder with the four IDX files>
-# (default: /usr/share/datasets/fashion-mnist when it exists, else MNIST through torchvision). Where Snakemake is not
-# installed, a folder .whl of wheels (benchmarks/gpu_wheels.sh makes it) is installed under /tmp first. Time limits:
-# BENCH_S (default 180 s) and PRESET_S (default 420 s); the preset's own results stay in $WORKDIR (default
-# /tmp/netdyn-window). --smoke runs the same steps at tiny sizes on the CPU (tests/test_window.py; only the benchmark
-# rows named in BENCH_ROWS, default the stacked-training one: tests/test_benchmarks.py runs them all).
+# Window 1: the deep BatchNorm nets (fig3_depth, fig8_*; claims 1, 7, 8, 9, 11); window 2: the sweeps (fig2_shallow,
+# fig4_*, fig6_grokking; claims 2-6, 10, 12). benchmarks/window.py holds the split.
+#
+# OUT_DIR gets eight files (what the device tool brings back): machine.txt (the machine, then the benchmark rows'
+# output), bench.json, plan.txt, workflow.log, summary.json, summary.md, claims.csv and results.tar.gz (the figures
+# as PNG, the jobs' logs and benchmark files, each run's run.json and the scorecard's claims.md).
+#
+# The machine has no network: what it lacks comes in the git-ignored folder .carry (benchmarks/gpu_wheels.sh makes
+# it; name it in the device tool's `carry`): .carry/whl, wheels installed under /tmp when Snakemake is missing, and
+# .carry/fashion-mnist, the IDX files the preset reads (NETDYN_IDX overrides; else Debian's folder where it exists,
+# else MNIST through torchvision). Without hdf5plugin the activation dumps are stored uncompressed.
+#
+# Time: everything is written by DEADLINE_S seconds after the start (default 500: a device call of timeout_s 540).
+# The workflow runs first, with --keep-going, until BENCH_MIN_S + RESERVE_S (default 60 + 20) before the deadline;
+# then the summary and the archive are written, and the benchmark rows BENCH_ROWS (default training,basins,Hessian)
+# get what is left, at most BENCH_S seconds (default 120; 0 skips them), each row saved as it finishes. The preset's
+# own results stay in WORKDIR (default /tmp/netdyn-window).
+# --smoke runs the same steps at tiny sizes on the CPU (tests/test_window.py).
 set -uo pipefail
-out=${1:?usage: benchmarks/gpu_window.sh OUT_DIR [--smoke]}
-smoke=${2:-}
+usage="usage: benchmarks/gpu_window.sh OUT_DIR --window 1|2 [--smoke]"
+out=${1:?$usage}
+shift
+window='' smoke=''
+while [ $# -gt 0 ]; do
+    case $1 in
+    --window) window=${2:-} && shift 2 ;;
+    --smoke) smoke=--smoke && shift ;;
+    *) echo "gpu_window: unknown argument $1; $usage" >&2 && exit 2 ;;
+    esac
+done
+case $window in 1 | 2) ;; *) echo "gpu_window: --window must be 1 or 2; $usage" >&2 && exit 2 ;; esac
+started=$(date +%s)
 repo=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-python3}
 workdir=${WORKDIR:-/tmp/netdyn-window}
 mkdir -p "$out" "$workdir"
 out=$(cd "$out" && pwd)
 export PYTHONUNBUFFERED=1 PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" TORCH_DEVICE_BACKEND_AUTOLOAD=0
+elapsed() { echo $(($(date +%s) - started)); }
 
 if ! "$python" -c "import snakemake" 2>/dev/null; then
-    if ! ls "$repo"/.whl/*.whl >/dev/null 2>&1; then
-        echo "gpu_window: Snakemake is not installed and $repo/.whl holds no wheels (make them: benchmarks/gpu_wheels.sh)" >&2
+    wheels=${WHEELS:-$repo/.carry/whl}
+    if ! ls "$wheels"/*.whl >/dev/null 2>&1; then
+        echo "gpu_window: Snakemake is not installed and $wheels holds no wheels (make them: benchmarks/gpu_wheels.sh)" >&2
         exit 2
     fi
     "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/netdyn-site \
-        "$repo"/.whl/*.whl || exit 2
-    export PYTHONPATH="/tmp/netdyn-site:$PYTHONPATH"
+        "$wheels"/*.whl || exit 2
+    export PYTHONPATH="$PYTHONPATH:/tmp/netdyn-site"
 fi
 
-if [ "$smoke" = "--smoke" ]; then
-    device=cpu bench_args=(--smoke --rows "${BENCH_ROWS:-stacked}") configs=("$repo/tests/configs/window-smoke.yaml") cores=2 resources=()
+config="$workdir/window$window.yaml"
+"$python" -m benchmarks.window config "$repo/presets/paper-core.yaml" --window "$window" $smoke >"$config" || exit 2
+configs=("$config")
+if [ -n "$smoke" ]; then
+    device=cpu bench_args=(--smoke) rows=${BENCH_ROWS:-stacked} cores=2 resources=()
 else
-    device=cuda bench_args=() configs=("$repo/presets/paper-core.yaml") cores=$(nproc) resources=(--resources gpu=1)
+    device=cuda bench_args=() rows=${BENCH_ROWS:-training,basins,Hessian} cores=$(nproc) resources=(--resources gpu=1)
     idx=${NETDYN_IDX:-}
+    [ -z "$idx" ] && [ -d "$repo/.carry/fashion-mnist" ] && idx=$repo/.carry/fashion-mnist
     [ -z "$idx" ] && [ -d /usr/share/datasets/fashion-mnist ] && idx=/usr/share/datasets/fashion-mnist
     if [ -n "$idx" ]; then
-        printf 'datasets:\n  paper_data: {source: idx, path: %s}\n' "$idx" >"$workdir/data.yaml"
+        printf 'datasets:\n  paper_data: {source: idx, path: %s}\n' "$(cd "$idx" && pwd)" >"$workdir/data.yaml"
         configs+=("$workdir/data.yaml")
     fi
-    # Without hdf5plugin (it is not among the carried wheels: 45 MB) the activation dumps are stored uncompressed.
     if ! "$python" -c "import hdf5plugin" 2>/dev/null; then
         printf 'dumps: {compression: none}\n' >"$workdir/dumps.yaml"
         configs+=("$workdir/dumps.yaml")
@@ -52,22 +79,38 @@ fi
     date -u
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>/dev/null || echo "no nvidia-smi"
     "$python" -c "import sys, torch; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-    echo "configs: ${configs[*]}"
+    echo "window $window $smoke; configs: ${configs[*]}"
 } >"$out/machine.txt" 2>&1
 
 cd "$repo" || exit 2
-timeout "${BENCH_S:-180}" "$python" -m benchmarks.run --device "$device" "${bench_args[@]}" --output "$out/bench.json" \
-    >"$out/bench.txt" 2>&1
-echo "benchmark rows: exit $?" >>"$out/machine.txt"
-"$python" -m netdyn.cli plan --configfile "${configs[0]}" >"$out/plan.txt" 2>&1
+"$python" -m netdyn.cli plan --configfile "$config" >"$out/plan.txt" 2>&1
 
-started=$(date +%s)
-timeout "${PRESET_S:-420}" "$python" -m snakemake --snakefile "$repo/Snakefile" --directory "$workdir" \
+# The workflow first (its scorecard is worth more than a benchmark row), leaving BENCH_MIN_S to the rows after it.
+limit=$((${DEADLINE_S:-500} - ${RESERVE_S:-20} - ${BENCH_MIN_S:-60} - $(elapsed)))
+[ "$limit" -lt 10 ] && limit=10
+preset_started=$(date +%s)
+timeout -k 10 "$limit" "$python" -m snakemake --snakefile "$repo/Snakefile" --directory "$workdir" \
     --configfile "${configs[@]}" --cores "$cores" "${resources[@]}" --keep-going >"$out/workflow.log" 2>&1
 status=$?
-wall=$(($(date +%s) - started))
-"$python" -m benchmarks.window "$workdir" "$out" --wall-s "$wall" --returncode "$status" --config "${configs[@]}" \
-    >/dev/null 2>>"$out/workflow.log"
+wall=$(($(date +%s) - preset_started))
+[ "$status" = 124 ] && echo "gpu_window: the workflow was stopped at its limit of $limit s" >>"$out/workflow.log"
+"$python" -m benchmarks.window summary "$workdir" "$out" --wall-s "$wall" --returncode "$status" \
+    --config "${configs[@]}" >/dev/null 2>>"$out/workflow.log"
 [ -f "$workdir/results/claims.csv" ] && cp "$workdir/results/claims.csv" "$out/claims.csv"
-echo "gpu_window: preset exit $status after $wall s; results in $out"
+(cd "$workdir" && {
+    find results/figures -name '*.png'
+    find results/logs results/benchmarks -type f
+    find results -name run.json -o -name claims.md
+} 2>/dev/null | tar -czf "$out/results.tar.gz" -T - 2>>"$out/workflow.log")
+
+# Each row is written to bench.json as it finishes: a row cut off at the limit loses only itself.
+bench_limit=$((${DEADLINE_S:-500} - 5 - $(elapsed)))
+[ "$bench_limit" -gt "${BENCH_S:-120}" ] && bench_limit=${BENCH_S:-120}
+if [ "$bench_limit" -gt 0 ]; then
+    echo "--- benchmark rows ($rows), at most $bench_limit s ---" >>"$out/machine.txt"
+    timeout -k 5 "$bench_limit" "$python" -m benchmarks.run --device "$device" "${bench_args[@]}" --rows "$rows" \
+        --output "$out/bench.json" >>"$out/machine.txt" 2>&1
+    echo "benchmark rows: exit $?" >>"$out/machine.txt"
+fi
+echo "gpu_window: window $window, workflow exit $status after $wall s (limit $limit s), all done at $(elapsed) s; in $out"
 exit "$status"

@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.jobs import job_times
 from benchmarks.jobs import summary as job_summary
-from netdyn import activations, basins, hessian, pruning, rpd
+from netdyn import activations, atomic, basins, hessian, pruning, rpd
 from netdyn.config import MODEL_DEFAULTS, TRAIN_DEFAULTS
 from netdyn.evaluate import loss_value
 from netdyn.models import build
@@ -834,8 +834,10 @@ def run(
     device: str = "cpu",
     log=print,
     rows: list[str] | None = None,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Every benchmark row (those whose label holds one of ``rows``, when given) and the machine it ran on."""
+    """Every benchmark row (those whose label holds one of ``rows``, when given) and the machine it ran on;
+    ``checkpoint`` is given the results so far after each row (a run stopped at a time limit keeps them)."""
     torch.set_num_threads(threads)
     if device != "cpu" and not torch.cuda.is_available():
         raise SystemExit(f"--device {device}: no CUDA GPU is visible here")
@@ -867,22 +869,25 @@ def run(
         steps.append(("quick preset", lambda: bench_preset(cores, None)))
     if rows:
         steps = [(label, function) for label, function in steps if any(word in label for word in rows)]
-    measured: list[dict] = []
-    for label, function in steps:
-        start = time.perf_counter()
-        result = function()
-        measured.extend(result if isinstance(result, list) else [result])
-        log(f"{label}: {time.perf_counter() - start:.1f} s")
-    return {
+    results = {
         "mode": "smoke" if smoke else "full",
         "machine": machine(),
         "threads": threads,
         "device": torch.cuda.get_device_name() if device != "cpu" else "cpu",
         "matmul_peak_flops": peak,
         "sizes": sizes,
-        "rows": measured,
-        "total_s": time.perf_counter() - started,
+        "rows": [],
+        "total_s": 0.0,
     }
+    for label, function in steps:
+        start = time.perf_counter()
+        result = function()
+        results["rows"].extend(result if isinstance(result, list) else [result])
+        results["total_s"] = time.perf_counter() - started
+        log(f"{label}: {time.perf_counter() - start:.1f} s")
+        if checkpoint:
+            checkpoint(results)
+    return results
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -895,6 +900,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON file (default {RESULTS})")
     parser.add_argument("--rows", help="comma-separated words: run only the rows whose label holds one (e.g. stacked)")
     args = parser.parse_args(argv)
+
+    def write(results: dict[str, Any]) -> None:
+        atomic.write_text(args.output, json.dumps(results, indent=2, default=float))
+
     with threadpool_limits(args.threads):
         results = run(
             smoke=args.smoke,
@@ -903,8 +912,9 @@ def main(argv: list[str] | None = None) -> None:
             cores=args.cores,
             device=args.device,
             rows=args.rows.split(",") if args.rows else None,
+            checkpoint=write,
         )
-    args.output.write_text(json.dumps(results, indent=2, default=float))
+    write(results)
     print(table(results["rows"]))
     print(f"total {results['total_s']:.1f} s; written to {args.output}")
 

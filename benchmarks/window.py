@@ -1,21 +1,96 @@
-"""What a workflow run measured, in one file: ``python -m benchmarks.window WORKDIR OUT --wall-s S --config F``.
+"""One GPU window of a preset: the config it runs and, afterwards, what it measured, each torch-free.
 
-Used by benchmarks/gpu_window.sh after it runs a preset: job-seconds per rule (Snakemake's benchmark files), the
-devices the runs trained on (run.json), the scorecard (claims.csv) and the planner's prediction for the same
-config beside the measured wall time. Writes ``OUT/summary.json`` and ``OUT/summary.md``; torch-free.
+A lent GPU gives a session about ten minutes, so ``presets/paper-core.yaml`` runs in two windows (issues 21 and 22),
+each one command of ``benchmarks/gpu_window.sh``:
+
+    python -m benchmarks.window config PRESET --window 1|2 [--smoke]   # the window's config, as YAML on stdout
+    python -m benchmarks.window summary WORKDIR OUT --wall-s S --config F [F ...]
+
+``config`` keeps the preset's experiments of one window (``WINDOWS``) and the figure roles they play, nothing else
+changed; ``--smoke`` shrinks that config to seconds on the CPU (``shrink``: the same experiments, sweep axes and
+analyses at tiny sizes). ``summary`` writes ``OUT/summary.json`` and ``OUT/summary.md``: job-seconds per rule
+(Snakemake's benchmark files), the devices the runs trained on (run.json), the scorecard (claims.csv) and the
+planner's prediction for the same config beside the measured wall time.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import yaml
 
 from netdyn.config import load_yaml
 from netdyn.plan import GPUS, plan
+
+# The two windows of paper-core: the deep BatchNorm nets (claims 1, 7, 8, 9, 11) and the sweeps (2-6, 10, 12).
+WINDOWS: dict[int, tuple[str, ...]] = {
+    1: ("fig3_depth", "fig8_conditions", "fig8_lr"),
+    2: ("fig2_shallow", "fig4_depth_width", "fig4_width", "fig6_grokking"),
+}
+# --smoke: sizes that keep every experiment's shape (its sweep axes, seeds >= 2, its analyses) and run in seconds.
+SMOKE_DATASET = {"source": "mnist5k"}
+SMOKE_TRAIN = {"steps": 20, "epochs": None, "batch_size": 64, "n_train": 500, "device": "cpu"}
+SMOKE_MODEL_MAX = {"depth": 3, "width": 16}
+SMOKE_SWEEP = {"model.depth": [2, 3], "model.width": [8, 16], "train.n_train": [200, 400]}
+SMOKE_ANALYSIS = {"samples": 100, "test_samples": 100}
+
+
+def window_config(preset: dict[str, Any], window: int) -> dict[str, Any]:
+    """``preset`` with only the experiments of ``window`` and the figure roles they play."""
+    keep = WINDOWS[window]
+    missing = [name for name in keep if name not in preset.get("experiments", {})]
+    if missing:
+        raise ValueError(f"window {window}: the preset has no experiment {', '.join(missing)}")
+    out = copy.deepcopy(preset)
+    out["experiments"] = {name: spec for name, spec in out["experiments"].items() if name in keep}
+    figures = {}
+    for figure, roles in out.get("figures", {}).items():
+        kept = {}
+        for role, experiments in roles.items():
+            names = [experiments] if isinstance(experiments, str) else experiments
+            names = [name for name in names if name in keep]
+            if names:
+                kept[role] = names[0] if isinstance(experiments, str) else names
+        if kept:
+            figures[figure] = kept
+    out["figures"] = figures
+    return out
+
+
+def shrink(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` at smoke sizes on the CPU: the same experiments, sweep axes (two values each) and analyses."""
+    out = copy.deepcopy(config)
+    out["datasets"] = {name: dict(SMOKE_DATASET) for name in out.get("datasets", {})}
+    defaults = out.setdefault("defaults", {})
+    defaults["train"] = {**defaults.get("train", {}), **SMOKE_TRAIN}
+    defaults["snapshots"] = {"log": 3}
+    out["analysis"] = {**out.get("analysis", {}), **SMOKE_ANALYSIS}
+    for spec in out["experiments"].values():
+        model = spec.get("model", {})
+        for key, largest in SMOKE_MODEL_MAX.items():
+            if key in model:
+                model[key] = min(model[key], largest)
+        train = spec.get("train", {})
+        spec["train"] = {k: v for k, v in train.items() if k not in SMOKE_TRAIN} | {
+            k: SMOKE_TRAIN[k] for k in ("steps", "epochs") if k in train
+        }
+        if "n_train" in train:
+            spec["train"]["n_train"] = min(train["n_train"], SMOKE_TRAIN["n_train"])
+        spec["seeds"] = min(spec.get("seeds", 1), 2)
+        if "snapshots" in spec:
+            spec["snapshots"] = {"log": 3}
+        if "samples" in spec.get("analysis", {}):
+            spec["analysis"]["samples"] = SMOKE_ANALYSIS["samples"]
+        spec["sweep"] = {axis: SMOKE_SWEEP.get(axis, values[:2]) for axis, values in spec.get("sweep", {}).items()}
+        if not spec["sweep"]:
+            del spec["sweep"]
+    return out
 
 
 def job_seconds(workdir: Path) -> dict[str, dict[str, float]]:
@@ -49,6 +124,7 @@ def summary(workdir: Path, wall_s: float, config: list[Path], returncode: int) -
         "jobs": job_seconds(workdir),
         "planned_jobs": planned["total"]["jobs"],
         "planned_s": {"cpu_wall": planned["total"]["cpu_wall_s"], **{g: planned["total"][f"{g}_s"] for g in GPUS}},
+        "design": {str(claim): why for claim, why in planned["claims"].items()},  # None: the design can settle it
         "claims": pd.read_csv(claims).to_dict("records") if claims.exists() else None,
     }
 
@@ -73,19 +149,33 @@ def render(result: dict) -> str:
     ]
     lines += [f"| {rule} | {v['jobs']} | {v['seconds']:.1f} |" for rule, v in sorted(result["jobs"].items())]
     if result["claims"]:
-        lines += ["", "| claim | verdict | scale |", "|---|---|---|"]
-        lines += [f"| {c['claim']} | {c['verdict']} | {c['scale']} |" for c in result["claims"]]
+        design = result.get("design", {})
+        lines += ["", "| claim | verdict | scale | design |", "|---|---|---|---|"]
+        lines += [
+            f"| {c['claim']} | {c['verdict']} | {c['scale']} | {design.get(str(c['claim'])) or 'can settle'} |"
+            for c in result["claims"]
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("workdir", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--wall-s", type=float, required=True)
-    parser.add_argument("--config", type=Path, nargs="+", required=True)
-    parser.add_argument("--returncode", type=int, default=0)
+    commands = parser.add_subparsers(dest="command", required=True)
+    make = commands.add_parser("config", help="the config of one window of a preset, as YAML on stdout")
+    make.add_argument("preset", type=Path)
+    make.add_argument("--window", type=int, choices=sorted(WINDOWS), required=True)
+    make.add_argument("--smoke", action="store_true", help="at tiny sizes on the CPU (seconds)")
+    measured = commands.add_parser("summary", help="what a window's workflow run measured: OUT/summary.{json,md}")
+    measured.add_argument("workdir", type=Path)
+    measured.add_argument("out", type=Path)
+    measured.add_argument("--wall-s", type=float, required=True)
+    measured.add_argument("--config", type=Path, nargs="+", required=True)
+    measured.add_argument("--returncode", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.command == "config":
+        config = window_config(load_yaml(args.preset), args.window)
+        print(yaml.safe_dump(shrink(config) if args.smoke else config, sort_keys=False), end="")
+        return 0
     result = summary(args.workdir, args.wall_s, args.config, args.returncode)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(result, indent=2, default=float))

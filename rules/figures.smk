@@ -108,7 +108,7 @@ rule flatness:
 rule front_page:
     input:
         claims="results/claims.csv",
-        intro="report/workflow.rst",
+        intro=workflow.source_path("../report/workflow.rst"),
         code=code_inputs("front_page"),
     output:
         "results/report/front.rst",
@@ -135,7 +135,7 @@ rule claims:
             for folder in claim_roles()
             for table in run_tables(folder.removeprefix("results/runs/"))
         ],
-        criteria="report/claims.md",
+        criteria=workflow.source_path("../report/claims.md"),
         code=code_inputs("claims"),
     output:
         report(
