@@ -4,13 +4,16 @@ A lent GPU gives a session about ten minutes, so ``presets/paper-core.yaml`` run
 each one command of ``benchmarks/gpu_window.sh``:
 
     python -m benchmarks.window config PRESET --window 1|2 [--smoke]   # the window's config, as YAML on stdout
+    python -m benchmarks.window trained CONFIG WORKDIR                  # CONFIG less what did not finish training
     python -m benchmarks.window summary WORKDIR OUT --wall-s S --config F [F ...]
 
 ``config`` keeps the preset's experiments of one window (``WINDOWS``) and the figure roles they play, nothing else
 changed; ``--smoke`` shrinks that config to seconds on the CPU (``shrink``: the same experiments, sweep axes and
-analyses at tiny sizes). ``summary`` writes ``OUT/summary.json`` and ``OUT/summary.md``: job-seconds per rule
-(Snakemake's benchmark files), the devices the runs trained on (run.json), the scorecard (claims.csv) and the
-planner's prediction for the same config beside the measured wall time.
+analyses at tiny sizes). ``trained`` keeps the experiments whose runs all finished training in a workflow stopped
+at its time limit, so that a second, shorter run can still analyse them and score their claims. ``summary`` writes
+``OUT/summary.json`` and ``OUT/summary.md``: job-seconds per rule (Snakemake's benchmark files), the devices the
+runs trained on (run.json), the scorecard (claims.csv) and the planner's prediction for the same config beside the
+measured wall time.
 """
 
 from __future__ import annotations
@@ -19,15 +22,17 @@ import argparse
 import copy
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
-from netdyn.config import load_yaml
-from netdyn.plan import GPUS, plan
+from netdyn.config import load_config, load_yaml
+from netdyn.plan import GPUS, ROOT, plan
 
+SCHEMA = ROOT / "schemas" / "config.schema.yaml"
 # The two windows of paper-core: the deep BatchNorm nets (claims 1, 7, 8, 9, 11) and the sweeps (2-6, 10, 12).
 WINDOWS: dict[int, tuple[str, ...]] = {
     1: ("fig3_depth", "fig8_conditions", "fig8_lr"),
@@ -43,11 +48,16 @@ SMOKE_ANALYSIS = {"samples": 100, "test_samples": 100}
 
 def window_config(preset: dict[str, Any], window: int) -> dict[str, Any]:
     """``preset`` with only the experiments of ``window`` and the figure roles they play."""
-    keep = WINDOWS[window]
-    missing = [name for name in keep if name not in preset.get("experiments", {})]
+    missing = [name for name in WINDOWS[window] if name not in preset.get("experiments", {})]
     if missing:
         raise ValueError(f"window {window}: the preset has no experiment {', '.join(missing)}")
-    out = copy.deepcopy(preset)
+    return only_experiments(preset, WINDOWS[window])
+
+
+def only_experiments(config: dict[str, Any], keep: Iterable[str]) -> dict[str, Any]:
+    """``config`` with the experiments ``keep`` alone, and the figure roles they play (figures left empty go)."""
+    keep = set(keep)
+    out = copy.deepcopy(config)
     out["experiments"] = {name: spec for name, spec in out["experiments"].items() if name in keep}
     figures = {}
     for figure, roles in out.get("figures", {}).items():
@@ -63,13 +73,29 @@ def window_config(preset: dict[str, Any], window: int) -> dict[str, Any]:
     return out
 
 
+def _smoke_snapshots(schedule: Any) -> dict[str, Any]:
+    """Three log-spaced snapshots, keeping which of them hold weights (``weights``)."""
+    weights = schedule.get("weights") if isinstance(schedule, dict) else None
+    return {"log": 3, **({"weights": weights} if weights else {})}
+
+
+def trained_experiments(config: dict[str, Any], workdir: Path) -> list[str]:
+    """The experiments of ``config`` whose every run has finished training in ``workdir`` (its run.json exists)."""
+    runs = load_config(config, SCHEMA)
+    names = {spec["experiment"] for spec in runs.values()}
+    missing = {
+        spec["experiment"] for run, spec in runs.items() if not (workdir / "results/runs" / run / "run.json").exists()
+    }
+    return sorted(names - missing)
+
+
 def shrink(config: dict[str, Any]) -> dict[str, Any]:
     """``config`` at smoke sizes on the CPU: the same experiments, sweep axes (two values each) and analyses."""
     out = copy.deepcopy(config)
     out["datasets"] = {name: dict(SMOKE_DATASET) for name in out.get("datasets", {})}
     defaults = out.setdefault("defaults", {})
     defaults["train"] = {**defaults.get("train", {}), **SMOKE_TRAIN}
-    defaults["snapshots"] = {"log": 3}
+    defaults["snapshots"] = _smoke_snapshots(defaults.get("snapshots", {}))
     out["analysis"] = {**out.get("analysis", {}), **SMOKE_ANALYSIS}
     for spec in out["experiments"].values():
         model = spec.get("model", {})
@@ -84,7 +110,7 @@ def shrink(config: dict[str, Any]) -> dict[str, Any]:
             spec["train"]["n_train"] = min(train["n_train"], SMOKE_TRAIN["n_train"])
         spec["seeds"] = min(spec.get("seeds", 1), 2)
         if "snapshots" in spec:
-            spec["snapshots"] = {"log": 3}
+            spec["snapshots"] = _smoke_snapshots(spec["snapshots"])
         if "samples" in spec.get("analysis", {}):
             spec["analysis"]["samples"] = SMOKE_ANALYSIS["samples"]
         spec["sweep"] = {axis: SMOKE_SWEEP.get(axis, values[:2]) for axis, values in spec.get("sweep", {}).items()}
@@ -165,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     make.add_argument("preset", type=Path)
     make.add_argument("--window", type=int, choices=sorted(WINDOWS), required=True)
     make.add_argument("--smoke", action="store_true", help="at tiny sizes on the CPU (seconds)")
+    trained = commands.add_parser(
+        "trained", help="CONFIG less the experiments not fully trained in WORKDIR, as YAML on stdout (exit 1: none)"
+    )
+    trained.add_argument("config", type=Path)
+    trained.add_argument("workdir", type=Path)
     measured = commands.add_parser("summary", help="what a window's workflow run measured: OUT/summary.{json,md}")
     measured.add_argument("workdir", type=Path)
     measured.add_argument("out", type=Path)
@@ -176,6 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         config = window_config(load_yaml(args.preset), args.window)
         print(yaml.safe_dump(shrink(config) if args.smoke else config, sort_keys=False), end="")
         return 0
+    if args.command == "trained":
+        config = load_yaml(args.config)
+        names = trained_experiments(config, args.workdir)
+        print(f"gpu_window: experiments fully trained: {', '.join(names) or 'none'}", file=sys.stderr)
+        if names:
+            print(yaml.safe_dump(only_experiments(config, names), sort_keys=False), end="")
+        return 0 if names else 1
     result = summary(args.workdir, args.wall_s, args.config, args.returncode)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(result, indent=2, default=float))

@@ -340,8 +340,21 @@ def _resolve(config: Mapping[str, Any], spec: dict[str, Any], where: str) -> dic
     known = train_size(config, dataset)
     if train["n_train"] is not None and known is not None and train["n_train"] > known:
         raise ConfigError(f"{where}.train.n_train: {train['n_train']} exceeds the {known} training images of {dataset}")
-    snapshots = snapshot_steps(spec.get("snapshots", SNAPSHOT_DEFAULTS), train["steps"], f"{where}.snapshots")
-    return {"dataset": dataset, "model": model, "train": train, "snapshots": snapshots}
+    schedule = spec.get("snapshots", SNAPSHOT_DEFAULTS)
+    snapshots = snapshot_steps(schedule, train["steps"], f"{where}.snapshots")
+    weights = schedule.get("weights", "all") if isinstance(schedule, Mapping) else "all"
+    return {"dataset": dataset, "model": model, "train": train, "snapshots": snapshots, "weights": weights}
+
+
+def _kept_weights(resolved: dict[str, Any]) -> dict[str, Any]:
+    """A resolved run whose ``weights`` is the list of steps whose snapshots keep their weights: absent for every
+    step (``snapshots.weights: all``), else the steps its analyses read and the final one (``analysed``)."""
+    out = {key: value for key, value in resolved.items() if key != "weights"}
+    if resolved["weights"] == "analysed":
+        analysis = resolved["analysis"]
+        read = {step for name in analysis["run"] for step in analysis["steps_of"][name]}
+        out["weights"] = sorted(read | {resolved["snapshots"][-1]})
+    return out
 
 
 def _resolve_analysis(analysis: dict[str, Any], snapshots: list[int], where: str) -> dict[str, Any]:
@@ -421,7 +434,7 @@ def stack_groups(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
 
 def training_spec(run: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a run spec that shapes its weights: changing anything else never retrains."""
-    keys = ("run", "experiment", "dataset", "model", "train", "snapshots", "external")
+    keys = ("run", "experiment", "dataset", "model", "train", "snapshots", "weights", "external")
     return {key: run[key] for key in keys if key in run}
 
 
@@ -450,7 +463,7 @@ def _external_runs(
             "model_yaml": external.get("model_yaml"),
         }
         resolved["analysis"] = _resolve_analysis(analysis, resolved["snapshots"], f"experiments.{name}.analysis")
-        runs[f"{name}/{label}"] = {"run": f"{name}/{label}", "experiment": name, **resolved}
+        runs[f"{name}/{label}"] = {"run": f"{name}/{label}", "experiment": name, **_kept_weights(resolved)}
     return runs
 
 
@@ -498,7 +511,7 @@ def expand_runs(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[st
                 raise ConfigError(f"experiments.{name}.sweep: two sweep points share the run id {run_id!r}")
             resolved = _resolve(config, spec, where)
             resolved["analysis"] = _resolve_analysis(analysis, resolved["snapshots"], f"experiments.{name}.analysis")
-            runs[run_id] = {"run": run_id, "experiment": name, **resolved}
+            runs[run_id] = {"run": run_id, "experiment": name, **_kept_weights(resolved)}
     return runs
 
 

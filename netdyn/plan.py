@@ -15,6 +15,9 @@ The cost model, per job (a model, not a measurement; its constants and where the
   projection: train and test splits, twice with BatchNorm);
 * plus a fixed start-up per job and a per-step overhead per layer (the Python loop, kernel launches), paid once per
   stacked group: its members share one job and one loop;
+* plus the snapshots' bytes over the disk's write rate: the weights of every step kept (``snapshots.weights``),
+  the final one with the optimizer's state (twice the weights' size for Adam); at the paper's sizes this is most of
+  a deep net's training job (a 23 x 1024 net's weights are 96 MB);
 * the CPU wall time is the job time over the cores, plus Snakemake's own bookkeeping per job.
 """
 
@@ -49,14 +52,18 @@ KNOWN_TEST_SIZES = {"mnist5k": 1000}  # every other built-in dataset has 10,000 
 # 10,000 samples (78 GFLOP) in 1.97 s; a 300-step depth-1 run 6.4 s of CPU; Snakemake's main process about 0.4 s of
 # a core per job (py-spy, benchmarks/RESULTS.md). Start-up and exit of a job started warm (netdyn.warmstart, the
 # default of a local run), measured 2 December 2026 over make run's 114 jobs: 0.37 s + 0.19 s (3.3 s + 0.5 s cold).
+# Its disk wrote 0.30 GB/s (dd with fsync, 4 December 2026).
 CPU = {"flop_rate": 40e9, "small_flop_rate": 8e9, "startup_s": 0.6, "step_layer_s": 1.5e-4, "cores": 2,
-       "scheduler_s": 0.4}  # fmt: skip
+       "scheduler_s": 0.4, "write_rate": 0.30e9}  # fmt: skip
 # GPU classes: sustained FP32 FLOP/s at a modest efficiency for these small matmuls, and a launch overhead per
-# layer and step (about 10 kernels of ~5 us). Modelled from the vendors' peak numbers, not measured here.
+# layer and step (about 10 kernels of ~5 us), modelled from the vendors' peak numbers. The write rate is the lent
+# H200 machine's, 4 December 2026 (benchmarks/gpu/window1-try1.md): a 3-run stack of the 23 x 1024 net wrote 29.4 GB
+# of snapshots in a job of 82.4 s, of which this model gives 21 s to compute, so 61 s of writing. Assumed for A100s.
 GPUS = {
-    "h200": {"flop_rate": 0.5 * 67e12, "step_layer_s": 5e-5, "startup_s": 6.0},
-    "a100": {"flop_rate": 0.5 * 19.5e12, "step_layer_s": 6e-5, "startup_s": 6.0},
+    "h200": {"flop_rate": 0.5 * 67e12, "step_layer_s": 5e-5, "startup_s": 6.0, "write_rate": 0.48e9},
+    "a100": {"flop_rate": 0.5 * 19.5e12, "step_layer_s": 6e-5, "startup_s": 6.0, "write_rate": 0.48e9},
 }
+OPTIMIZER_MOMENTS = {"adam": 2, "adamw": 2, "sgd": 1}  # state tensors per parameter in a final snapshot
 COLLECT_RUN_S = 0.2  # collect's work per run (merging its tables, finding its events), inside its experiment's job
 SMALL_LAYER = 256 * 256  # multiply-adds per sample below which a layer's matmuls run at the small-matrix rate
 
@@ -66,6 +73,17 @@ def model_macs(model: Mapping[str, Any]) -> tuple[int, list[int]]:
     sizes = [model["input_size"], *hidden_widths(model), model["classes"]]
     layers = [a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
     return sum(layers), layers
+
+
+def snapshot_bytes(run: Mapping[str, Any]) -> int:
+    """Bytes of a run's snapshot files: the weights (and BatchNorm's buffers) of each step it keeps, and the
+    optimizer's state in the final one."""
+    macs, _ = model_macs(run["model"])
+    widths = hidden_widths(run["model"])
+    values = macs + sum(widths) + run["model"]["classes"] + (4 * sum(widths) if run["model"].get("batchnorm") else 0)
+    size = values * (8 if run["train"]["dtype"] == "float64" else 4)
+    kept = len(run.get("weights", run["snapshots"]))
+    return size * (kept + OPTIMIZER_MOMENTS.get(run["train"]["optimizer"], 2))
 
 
 def _sizes(run: Mapping[str, Any]) -> tuple[int, int]:
@@ -128,7 +146,8 @@ def run_cost(
     snapshots = len(run["snapshots"])
     history = 2 * macs * (n_train + n_test) * (2 if run["model"].get("batchnorm") else 1)
     train_flop = 6 * macs * batch * steps
-    seconds = (train_flop + history * snapshots) / rate
+    written = snapshot_bytes(run)
+    seconds = (train_flop + history * snapshots) / rate + written / device["write_rate"]
     if stacked != "member":
         seconds += device["startup_s"] + steps * len(layers) * device["step_layer_s"]
     own_job = 0 if stacked == "member" else 1
@@ -153,6 +172,7 @@ def run_cost(
         "train_flop": train_flop,
         "steps": steps,
         "snapshots": snapshots,
+        "snapshot_bytes": written,
         "dump_bytes": dump_bytes(run, {**DUMP_DEFAULTS, **dumps}["dtype"], dumps),
     }
 
@@ -172,13 +192,14 @@ def plan(config: Mapping[str, Any], schema: str | Path = ROOT / "schemas" / "con
         row = rows.setdefault(
             spec["experiment"],
             {"experiment": spec["experiment"], "runs": 0, "groups": set(), "steps": 0, "train_flop": 0.0,
-             "snapshots": 0, "dump_gb": 0.0, "jobs": 0, "cpu_job_s": 0.0, **{f"{g}_s": 0.0 for g in GPUS}},
+             "snapshots": 0, "snapshot_gb": 0.0, "dump_gb": 0.0, "jobs": 0, "cpu_job_s": 0.0, **{f"{g}_s": 0.0 for g in GPUS}},
         )  # fmt: skip
         row["runs"] += 1
         row["groups"].add(next((g for g, members in groups.items() if run in members), run))
         row["steps"] += cpu["steps"]
         row["train_flop"] += cpu["train_flop"]
         row["snapshots"] += cpu["snapshots"]
+        row["snapshot_gb"] += cpu["snapshot_bytes"] / 1e9
         row["dump_gb"] += cpu["dump_bytes"] / 1e9
         row["jobs"] += sum(cpu["jobs"].values())
         row["cpu_job_s"] += cpu["seconds"]
@@ -211,12 +232,14 @@ def _duration(seconds: float) -> str:
 def render(result: Mapping[str, Any]) -> str:
     """The plan as text: a table per experiment, the total, the job list and the claims."""
     gpus = list(GPUS)
-    header = ["experiment", "runs", "groups", "steps", "TFLOP", "snapshots", "dumps GB", "jobs", "CPU job time"]
+    header = ["experiment", "runs", "groups", "steps", "TFLOP", "snapshots", "snapshots GB", "dumps GB", "jobs"]
+    header += ["CPU job time"]
     header += [f"{g.upper()} (modelled)" for g in gpus]
     lines = []
     for row in [*result["experiments"], {**result["total"], "experiment": "total"}]:
         cells = [row["experiment"], row["runs"], row["groups"], row["steps"], f"{row['train_flop'] / 1e12:.3g}"]
-        cells += [row["snapshots"], f"{row['dump_gb']:.2f}", row["jobs"], _duration(row["cpu_job_s"])]
+        cells += [row["snapshots"], f"{row['snapshot_gb']:.1f}", f"{row['dump_gb']:.2f}", row["jobs"]]
+        cells += [_duration(row["cpu_job_s"])]
         cells += [_duration(row[f"{g}_s"]) for g in gpus]
         lines.append([str(cell) for cell in cells])
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]

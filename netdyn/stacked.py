@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from netdyn import data as datasets
 from netdyn import snapshots
+from netdyn import train as training
 from netdyn.config import stack_key
 from netdyn.devices import resolve_device
 from netdyn.evaluate import snapshot_metrics
@@ -48,6 +49,7 @@ from netdyn.train import (
     DIVERGENCE_CHECK,
     RunPaths,
     batch_sampler,
+    check_disk_space,
     finish_run,
     forward_precision,
     history_row,
@@ -55,7 +57,9 @@ from netdyn.train import (
     latest_resumable,
     make_optimizer,
     optimizer_step,
+    save_resume,
     spec_digest,
+    stored_steps,
     training_rows,
 )
 
@@ -150,6 +154,7 @@ class _Member:
         self.dropout = float(spec["model"].get("dropout") or 0.0)
         self.history: list[dict[str, Any]] = []
         self.diverged_at: int | None = None
+        self.stored: set[int] = set()  # the steps whose weights it keeps (netdyn.train.stored_steps)
         self.optimizer: torch.optim.Optimizer | None = None
         self.views: list[torch.Tensor] = []
 
@@ -226,9 +231,19 @@ def train_group(
 
     first_bad = torch.full((len(members),), -1, dtype=torch.long, device=device)
 
+    stored = [set(stored_steps(member.spec)) for member in members]
+    for member, steps in zip(members, stored, strict=True):
+        member.stored = steps
+    if resumed_at is None:
+        check_disk_space(members[0].paths.cache, [m.model for m in members], max(map(len, stored)), f"stack {name}")
+    last_resume = [time.monotonic()]
+
     def snapshot(step: int) -> None:
-        """Evaluate and cache every live member's snapshot at ``step``, after marking those that diverged."""
+        """Evaluate every live member at ``step`` and cache its snapshot where its weights are kept and, when due, its
+        resume state, after marking the members that diverged."""
         bad = first_bad.tolist()  # a host sync, as at every DIVERGENCE_CHECK steps; none in between
+        resume_due = 0 < step < total and time.monotonic() - last_resume[0] >= training.RESUME_EVERY_S
+        all_live = all(m.diverged_at is None and b < 0 for m, b in zip(members, bad, strict=True))
         for index, member in enumerate(members):
             if member.diverged_at is not None:
                 continue
@@ -250,18 +265,23 @@ def train_group(
                 member.diverged_at = step
                 continue
             member.history.append(row)
-            snapshots.save(
-                member.paths.cache / snapshots.snapshot_name(step),
-                {
-                    "step": step,
-                    "spec": dict(member.spec),
-                    "digest": member.digest,
-                    "state_dict": model_state,
-                    "optimizer": member.optimizer.state_dict(),
-                    "rng": member_rng_state(member),
-                    "history": member.history,
-                },
-            )
+            saved = {
+                "step": step,
+                "spec": dict(member.spec),
+                "digest": member.digest,
+                "state_dict": model_state,
+                "history": member.history,
+            }
+            resume = {"optimizer": member.optimizer.state_dict(), "rng": member_rng_state(member)}
+            if step in member.stored:
+                snapshots.save(
+                    member.paths.cache / snapshots.snapshot_name(step), {**saved, **(resume if step == total else {})}
+                )
+            if resume_due:
+                # A member that diverged keeps its older resume states: the group resumes at a step all share.
+                save_resume(member.paths.cache, {**saved, **resume}, drop_older=all_live)
+        if resume_due:
+            last_resume[0] = time.monotonic()
 
     scheduled = set(schedule)
     labels = data.train_y

@@ -1,10 +1,14 @@
 """Train one MLP run with scheduled, resumable snapshots (docs/design.md "The DAG", issue "Foundation" §4).
 
 The training split lives on the device as whole tensors and batches are index slices. Batch order depends
-only on the seed and the epoch, so a run killed at any point resumes from its last complete snapshot and
-ends bit for bit where an uninterrupted run ends (on the CPU). Snapshots are first written to a
-``.train-resume`` folder beside the final ones and hard-linked into place when the run ends, so that Snakemake,
-which clears a job's outputs before rerunning it, never deletes the state a resume needs.
+only on the seed and the epoch, so a run killed at any point resumes from its last resume state and ends bit
+for bit where an uninterrupted run ends (on the CPU). Snapshots hold the weights (and, the final one, the optimizer
+and RNG states too) of the steps whose weights are kept (``weights`` in the spec: every scheduled step unless
+``snapshots.weights: analysed``); a resume state (weights, optimizer, RNG, history) is written at a scheduled step
+when ``RESUME_EVERY_S`` seconds have passed since the last one, so a paper-sized net does not write its optimizer
+state at every snapshot (docs/formats.md). Both are written to a ``.train-resume`` folder beside the final
+snapshots and the snapshots are hard-linked into place when the run ends, so that Snakemake, which clears a job's
+outputs before rerunning it, never deletes the state a resume needs.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -116,6 +120,9 @@ def spec_digest(spec: Mapping[str, Any]) -> str:
 
 
 PRECISIONS = ("fp32", "tf32", "bf16")
+# Seconds of training between resume states (at the next snapshot step after them): a killed job loses about this
+# much. NETDYN_RESUME_EVERY_S=0 writes one at every snapshot step (the resume tests).
+RESUME_EVERY_S = float(os.environ.get("NETDYN_RESUME_EVERY_S", "60"))
 # Steps between checks of the device-side divergence record outside snapshots (bounds the work done after a NaN).
 DIVERGENCE_CHECK = 256
 
@@ -152,10 +159,14 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def resume_name(step: int) -> str:
+    return f"resume{step:06d}.pt"
+
+
 def latest_resumable(cache: Path, digest: str, at_most: int | None = None) -> dict[str, Any] | None:
-    """The newest readable cached snapshot written for this exact spec (at step ``at_most`` or before), or None."""
-    for path in sorted(cache.glob("step*.pt"), reverse=True):
-        if at_most is not None and int(path.stem[4:]) > at_most:
+    """The newest readable resume state written for this exact spec (at step ``at_most`` or before), or None."""
+    for path in sorted(cache.glob("resume*.pt"), reverse=True):
+        if at_most is not None and int(path.stem[6:]) > at_most:
             continue
         try:
             payload = snapshots.read(path)
@@ -164,6 +175,34 @@ def latest_resumable(cache: Path, digest: str, at_most: int | None = None) -> di
         if payload.get("digest") == digest and not payload.get("diverged"):
             return payload
     return None
+
+
+def save_resume(cache: Path, payload: dict[str, Any], drop_older: bool = True) -> None:
+    """Write the resume state at ``payload["step"]``; then, with ``drop_older``, remove the older ones."""
+    step = int(payload["step"])
+    snapshots.save(cache / resume_name(step), payload)
+    if drop_older:
+        for path in cache.glob("resume*.pt"):
+            if path.name.endswith(".pt") and int(path.stem[6:]) < step:
+                path.unlink(missing_ok=True)
+
+
+def stored_steps(spec: Mapping[str, Any]) -> list[int]:
+    """The steps whose weights a run keeps as snapshot files: ``weights`` when the spec has it, else every one."""
+    return sorted(int(s) for s in spec.get("weights", spec["snapshots"]))
+
+
+def check_disk_space(folder: Path, models: Sequence[torch.nn.Module], steps: int, what: str) -> None:
+    """Fail before training when the snapshots of ``models`` at ``steps`` steps (plus a final snapshot and two
+    resume states, each with the optimizer's two moments) would not fit on the disk that holds ``folder``."""
+    weights = sum(t.numel() * t.element_size() for model in models for t in model.state_dict().values())
+    needed = weights * (steps + 3 * 3)
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise RuntimeError(
+            f"{what}: its snapshots need about {needed / 1e9:.1f} GB and {folder} has {free / 1e9:.1f} GB free "
+            "(snapshots.weights: analysed keeps only the steps its analyses read; docs/config.md)"
+        )
 
 
 class RunPaths(NamedTuple):
@@ -217,10 +256,9 @@ def finish_run(
 ) -> dict[str, Any]:
     """Move the cached snapshots into place (divergence markers from ``diverged_at`` on), write history.csv and
     run.json, drop the resume cache and log a one-line summary; returns the run record."""
-    schedule = sorted(int(s) for s in spec["snapshots"])
     snapshot_dir = Path(paths.snapshots)
     snapshot_dir.mkdir(parents=True, exist_ok=True)
-    for step in schedule:
+    for step in stored_steps(spec):
         final = snapshot_dir / snapshots.snapshot_name(step)
         final.unlink(missing_ok=True)
         if diverged_at is not None and step >= diverged_at:
@@ -297,10 +335,17 @@ def train_run(
         _set_rng_state(resumed["rng"])
         history = [row for row in resumed["history"]]
         start = int(resumed["step"])
-        log(f"resuming {spec['run']} from its snapshot at step {start}")
+        log(f"resuming {spec['run']} from its resume state at step {start}")
+
+    stored = set(stored_steps(spec))
+    if resumed is None:
+        check_disk_space(cache, [model], len(stored), f"run {spec['run']}")
+    last_resume = time.monotonic()
 
     def snapshot(step: int) -> bool:
-        """Evaluate and save the snapshot at ``step``; False when the model has diverged."""
+        """Evaluate the model at ``step``, save its snapshot where its weights are kept and, when due, a resume
+        state; False when the model has diverged."""
+        nonlocal last_resume
         measured = snapshot_metrics(
             model, (x_train, y_train), (data.test_x, data.test_y), train_spec["loss"], batch_size, seed
         )
@@ -308,18 +353,19 @@ def train_run(
         if not is_finite_row(row):
             return False
         history.append(row)
-        snapshots.save(
-            cache / snapshots.snapshot_name(step),
-            {
-                "step": step,
-                "spec": dict(spec),
-                "digest": digest,
-                "state_dict": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "rng": rng_state(),
-                "history": history,
-            },
-        )
+        state = {
+            "step": step,
+            "spec": dict(spec),
+            "digest": digest,
+            "state_dict": model.state_dict(),
+            "history": history,
+        }
+        resume = {"optimizer": optimizer.state_dict(), "rng": rng_state()}
+        if step in stored:
+            snapshots.save(cache / snapshots.snapshot_name(step), {**state, **(resume if step == total else {})})
+        if 0 < step < total and time.monotonic() - last_resume >= RESUME_EVERY_S:
+            save_resume(cache, {**state, **resume})
+            last_resume = time.monotonic()
         progress.set_postfix(train_acc=f"{row['train_acc']:.3f}", test_acc=f"{row['test_acc']:.3f}")
         return True
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netdyn.config import ConfigError, expand_runs, load_config, load_yaml, snapshot_steps
+from netdyn.config import ConfigError, expand_runs, load_config, load_yaml, snapshot_steps, training_spec
 from tests.conftest import ROOT
 
 SCHEMA = ROOT / "schemas" / "config.schema.yaml"
@@ -244,3 +244,23 @@ def test_any_mutated_config_is_valid_or_rejected_naming_its_key(leaf, value):
         assert "\n" not in message
     else:
         assert runs["a/base"]["model"]["depth"] >= 0
+
+
+def test_snapshot_weights_analysed_keeps_the_steps_its_analyses_read_and_the_final_one():
+    config = with_change("experiments/a/snapshots", {"log": 12, "dense_until": 5, "weights": "analysed"})
+    config["experiments"]["a"]["analysis"] = {
+        "run": ["rpd", "cka"],
+        "final_step_only": ["cka"],
+        "max_steps": {"rpd": 3},
+    }
+    run = load_config(config, SCHEMA)["a/base"]
+    rpd = run["analysis"]["steps_of"]["rpd"]
+    assert run["weights"] == sorted(set(rpd) | {run["snapshots"][-1]}) and len(run["weights"]) == 3
+    assert "weights" in training_spec(run)  # which weights a job writes is part of its training spec
+    config["experiments"]["a"]["analysis"] = {"run": []}  # no analysis: only the final weights
+    assert load_config(config, SCHEMA)["a/base"]["weights"] == [100]
+    config["experiments"]["a"]["snapshots"]["weights"] = "all"  # the default: every step, and no key at all
+    assert "weights" not in load_config(config, SCHEMA)["a/base"]
+    config["experiments"]["a"]["snapshots"]["weights"] = "some"
+    with pytest.raises(ConfigError, match="experiments.a.snapshots.weights: 'some' is not one of"):
+        load_config(config, SCHEMA)

@@ -161,9 +161,12 @@ def test_a_diverging_member_stops_alone(synthetic_h5, tmp_path):
 def test_a_group_that_crashes_after_a_member_diverged_resumes_to_the_uninterrupted_history(
     synthetic_h5, tmp_path, monkeypatch
 ):
-    # The diverged member caches only its step-0 snapshot, so the group resumes at step 0: the history row of that
-    # snapshot must not be measured and appended a second time (CI caught exactly that in tests/test_faults.py).
+    # The diverged member has no resume state, so the group starts afresh: the history rows of the first try must
+    # not be appended a second time (CI caught that once in tests/test_faults.py, when groups resumed at step 0).
     import netdyn.stacked
+    import netdyn.train
+
+    monkeypatch.setattr(netdyn.train, "RESUME_EVERY_S", 0.0)  # the calm member's resume state at every snapshot
 
     specs = [
         member("calm", steps=60, seed=0, optimizer="sgd", lr=0.05),
@@ -183,12 +186,15 @@ def test_a_group_that_crashes_after_a_member_diverged_resumes_to_the_uninterrupt
     monkeypatch.setattr(netdyn.stacked, "optimizer_step", crash_after_twenty_steps)
     with pytest.raises(RuntimeError, match="simulated crash"):
         together(specs, synthetic_h5, tmp_path / "crashed")
+    calm_cache, wild_cache = (paths(tmp_path / "crashed", spec).cache for spec in specs)
+    assert [p.name for p in calm_cache.glob("resume*.pt")] == ["resume000015.pt"]
+    assert list(wild_cache.glob("resume*.pt")) == []
     monkeypatch.setattr(netdyn.stacked, "optimizer_step", real_step)
     outs = together(specs, synthetic_h5, tmp_path / "crashed")
     for ref, out in zip(reference, outs, strict=True):
         mine, theirs = (pd.read_csv(p.history).drop(columns="wall_time") for p in (out, ref))
         pd.testing.assert_frame_equal(mine, theirs)
-    assert json.loads(outs[0].run_json.read_text())["resumed_from"] == 0
+    assert json.loads(outs[0].run_json.read_text())["resumed_from"] is None
 
 
 GROUP_SCRIPT = """
@@ -208,15 +214,15 @@ def test_a_group_killed_mid_run_resumes_to_the_uninterrupted_result(synthetic_h5
     reference = together(specs, synthetic_h5, tmp_path / "reference")
     root = tmp_path / "killed"
     command = [sys.executable, "-c", GROUP_SCRIPT, json.dumps(specs), str(synthetic_h5), str(root)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NETDYN_RESUME_EVERY_S": "0"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     caches = [paths(root, spec).cache for spec in specs]
     deadline = time.time() + 120
-    while time.time() < deadline and not all((c / "step000300.pt").exists() for c in caches):
+    while time.time() < deadline and not all((c / "resume000300.pt").exists() for c in caches):
         time.sleep(0.05)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert all((c / "step000300.pt").exists() for c in caches), "the group never reached its first snapshot"
+    assert all((c / "resume000300.pt").exists() for c in caches), "the group never reached its first resume state"
     assert not any((c / "step001200.pt").exists() for c in caches), "the group finished before it was killed"
     resumed = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     assert "resuming 2 stacked runs" in resumed.stdout
@@ -260,3 +266,15 @@ def test_bf16_training_runs_stacked_and_alone_and_learns(synthetic_h5, tmp_path)
         history = pd.read_csv(out.history)
         assert history["train_acc"].iloc[-1] > 0.9 and history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
         assert json.loads(out.run_json.read_text())["spec"]["train"]["precision"] == "bf16"
+
+
+def test_a_group_keeps_each_members_own_weights_steps_and_every_history_row(synthetic_h5, tmp_path):
+    specs = [member("a", steps=40, seed=0), member("b", steps=40, seed=1)]
+    for spec in specs:
+        spec["snapshots"] = [0, 10, 20, 40]
+    specs[0]["weights"], specs[1]["weights"] = [10, 40], [40]
+    outs = together(specs, synthetic_h5, tmp_path)
+    assert sorted(p.name for p in outs[0].snapshots.iterdir()) == ["step000010.pt", "step000040.pt"]
+    assert sorted(p.name for p in outs[1].snapshots.iterdir()) == ["step000040.pt"]
+    for out in outs:
+        assert pd.read_csv(out.history)["step"].tolist() == [0, 10, 20, 40]

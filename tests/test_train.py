@@ -146,10 +146,10 @@ def test_resume_after_sigkill_equals_the_uninterrupted_run(synthetic_h5, tmp_pat
     spec["model"].update(depth=3, width=256, batchnorm=True, dropout=0.1)
     spec["snapshots"] = list(range(0, 601, 50))
     out = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "NETDYN_RESUME_EVERY_S": "0"}
     process = subprocess.Popen([sys.executable, "-c", TRAINER, json.dumps(spec), str(synthetic_h5), str(out)], env=env)
     deadline = time.time() + 120
-    while not list((out / ".train-resume").glob("step0001[05]0.pt")) and time.time() < deadline:
+    while not list((out / ".train-resume").glob("resume0001[05]0.pt")) and time.time() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -172,8 +172,9 @@ def test_a_stale_resume_cache_from_another_spec_is_ignored(synthetic_h5, tmp_pat
     spec = tiny_spec(lr=0.002)
     cache = tmp_path / "b" / ".train-resume"
     cache.mkdir(parents=True)
-    for path in (tmp_path / "a" / "snapshots").iterdir():
-        (cache / path.name).write_bytes(path.read_bytes())
+    final = tmp_path / "a" / "snapshots" / "step000040.pt"  # the final snapshot holds a whole resume state
+    (cache / "resume000040.pt").write_bytes(final.read_bytes())
+    assert read(final)["optimizer"] and read(final)["rng"]
     record = run(spec, synthetic_h5, tmp_path / "b")
     assert record["resumed_from"] is None
     run(spec, synthetic_h5, tmp_path / "c")
@@ -223,3 +224,53 @@ for name, weights in zip(names, ours):
     # One process for the three optimizers (each process pays seconds for torch and torch._dynamo).
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_run_keeps_the_weights_of_its_weights_steps_and_the_history_of_every_step(synthetic_h5, tmp_path):
+    spec = tiny_spec()
+    spec["weights"] = [5, 40]
+    run(spec, synthetic_h5, tmp_path / "kept")
+    assert sorted(p.name for p in (tmp_path / "kept" / "snapshots").iterdir()) == ["step000005.pt", "step000040.pt"]
+    history = pd.read_csv(tmp_path / "kept" / "history.csv")
+    assert history["step"].tolist() == spec["snapshots"]
+    full = tiny_spec()
+    run(full, synthetic_h5, tmp_path / "full")
+    for step in spec["weights"]:  # the same weights as a run that keeps them all
+        a, b = states(tmp_path / "kept", step), states(tmp_path / "full", step)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert read(tmp_path / "full" / "snapshots" / "step000040.pt")["optimizer"]["state"]  # the final one can go on
+    assert "optimizer" not in read(tmp_path / "full" / "snapshots" / "step000005.pt")  # the others hold weights
+
+
+def test_resume_states_are_written_when_due_and_only_the_newest_is_kept(synthetic_h5, tmp_path, monkeypatch):
+    import netdyn.snapshots
+    import netdyn.train
+
+    written = []
+    real_save = netdyn.snapshots.save
+
+    def save(path, payload):
+        written.append(Path(path).name)
+        if Path(path).name.startswith("resume"):
+            assert not [p for p in Path(path).parent.glob("resume*.pt") if p.name < Path(path).name][1:]
+        real_save(path, payload)
+
+    monkeypatch.setattr(netdyn.snapshots, "save", save)
+    monkeypatch.setattr(netdyn.train, "RESUME_EVERY_S", 0.0)
+    run(tiny_spec(), synthetic_h5, tmp_path / "every")
+    assert [n for n in written if n.startswith("resume")] == ["resume000001.pt", "resume000005.pt", "resume000020.pt"]
+    written.clear()
+    monkeypatch.setattr(netdyn.train, "RESUME_EVERY_S", 3600.0)
+    run(tiny_spec(), synthetic_h5, tmp_path / "hourly")
+    assert not [n for n in written if n.startswith("resume")]
+    assert not (tmp_path / "hourly" / ".train-resume").exists()
+
+
+def test_snapshots_that_would_not_fit_on_the_disk_stop_before_training(synthetic_h5, tmp_path, monkeypatch):
+    import shutil
+
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=1000))
+    with pytest.raises(RuntimeError, match=r"run test/base: its snapshots need about .* GB and .* has 0.0 GB free"):
+        run(tiny_spec(), synthetic_h5, tmp_path)
+    assert not (tmp_path / "snapshots").exists() and not (tmp_path / "history.csv").exists()

@@ -11,8 +11,8 @@ import tarfile
 
 import pytest
 
-from benchmarks.window import WINDOWS, shrink, window_config
-from netdyn.config import load_yaml
+from benchmarks.window import WINDOWS, only_experiments, shrink, trained_experiments, window_config
+from netdyn.config import load_config, load_yaml
 from netdyn.plan import plan
 from tests.conftest import ROOT
 
@@ -94,3 +94,18 @@ def test_the_gpu_window_script_runs_its_steps_at_tiny_sizes(tmp_path, window):
         names = archive.getnames()
     assert {f"results/figures/{figure}.png" for figure in window_config(PRESET, window)["figures"]} <= set(names)
     assert "results/claims.md" in names or any(name.endswith("run.json") for name in names)
+
+
+def test_a_stopped_window_keeps_the_experiments_that_finished_training(tmp_path):
+    config = shrink(window_config(PRESET, 1))
+    runs = load_config(config, ROOT / "schemas" / "config.schema.yaml")
+    assert trained_experiments(config, tmp_path) == []
+    for run, spec in runs.items():  # every fig8 run trained, and one fig3_depth run of four
+        if spec["experiment"].startswith("fig8") or run == sorted(r for r in runs if r.startswith("fig3"))[0]:
+            (tmp_path / "results/runs" / run).mkdir(parents=True)
+            (tmp_path / "results/runs" / run / "run.json").write_text("{}")
+    assert trained_experiments(config, tmp_path) == ["fig8_conditions", "fig8_lr"]
+    kept = only_experiments(config, ["fig8_conditions", "fig8_lr"])
+    assert list(kept["experiments"]) == ["fig8_conditions", "fig8_lr"]
+    assert kept["figures"] == {"fig8": {"conditions": ["fig8_conditions", "fig8_lr"]}}
+
