@@ -192,7 +192,8 @@ def plan(config: Mapping[str, Any], schema: str | Path = ROOT / "schemas" / "con
         row = rows.setdefault(
             spec["experiment"],
             {"experiment": spec["experiment"], "runs": 0, "groups": set(), "steps": 0, "train_flop": 0.0,
-             "snapshots": 0, "snapshot_gb": 0.0, "dump_gb": 0.0, "jobs": 0, "cpu_job_s": 0.0, **{f"{g}_s": 0.0 for g in GPUS}},
+             "snapshots": 0, "snapshot_gb": 0.0, "dump_gb": 0.0, "jobs": 0, "cpu_job_s": 0.0,
+             **{f"{g}_s": 0.0 for g in GPUS}},
         )  # fmt: skip
         row["runs"] += 1
         row["groups"].add(next((g for g, members in groups.items() if run in members), run))

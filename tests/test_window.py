@@ -108,4 +108,3 @@ def test_a_stopped_window_keeps_the_experiments_that_finished_training(tmp_path)
     kept = only_experiments(config, ["fig8_conditions", "fig8_lr"])
     assert list(kept["experiments"]) == ["fig8_conditions", "fig8_lr"]
     assert kept["figures"] == {"fig8": {"conditions": ["fig8_conditions", "fig8_lr"]}}
-
