@@ -2,10 +2,11 @@
 # One GPU window (issues 21 and 22): on a lent GPU machine holding this repository, the GPU benchmark rows and then
 # one half of presets/paper-core.yaml, everything measured written to one folder before a deadline.
 #
-#   benchmarks/gpu_window.sh OUT_DIR --window 1|2 [--smoke]
+#   benchmarks/gpu_window.sh OUT_DIR --window 1|2|3 [--smoke]
 #
-# Window 1: the deep BatchNorm nets (fig3_depth, fig8_*; claims 1, 7, 8, 9, 11); window 2: the sweeps (fig2_shallow,
-# fig4_*, fig6_grokking; claims 2-6, 10, 12). benchmarks/window.py holds the split.
+# Window 1: the deep BatchNorm nets (fig3_depth; claims 1, 7, 9, 11); window 2: the depth x width grid and the
+# grokking net (fig4_*, fig6_grokking; claims 2, 3, 4, 6, 10); window 3: the BatchNorm lag's conditions and the
+# shallow nets (fig8_*, fig2_shallow; claims 5, 8, 12). benchmarks/window.py holds the split.
 #
 # OUT_DIR gets eight files (what the device tool brings back): machine.txt (the machine, then the benchmark rows'
 # output), bench.json, plan.txt, workflow.log, summary.json, summary.md, claims.csv and results.tar.gz (the figures
@@ -25,7 +26,7 @@
 # (default /tmp/netdyn-window).
 # --smoke runs the same steps at tiny sizes on the CPU (tests/test_window.py).
 set -uo pipefail
-usage="usage: benchmarks/gpu_window.sh OUT_DIR --window 1|2 [--smoke]"
+usage="usage: benchmarks/gpu_window.sh OUT_DIR --window 1|2|3 [--smoke]"
 out=${1:?$usage}
 shift
 window='' smoke=''
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
     *) echo "gpu_window: unknown argument $1; $usage" >&2 && exit 2 ;;
     esac
 done
-case $window in 1 | 2) ;; *) echo "gpu_window: --window must be 1 or 2; $usage" >&2 && exit 2 ;; esac
+case $window in 1 | 2 | 3) ;; *) echo "gpu_window: --window must be 1, 2 or 3; $usage" >&2 && exit 2 ;; esac
 started=$(date +%s)
 repo=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-python3}

@@ -79,6 +79,11 @@ SMOKE: dict[str, Any] = {
     "hessian": {"samples": 100, "depth": 2, "width": 16, "probes": 8},
     "peak_n": 256,
 }
+# Largest weight difference after 5 steps on the same batches at which the two training loops agree. On the CPU both
+# run the same kernels in the same order. On a GPU they do not (the baseline converts images on the CPU, netdyn on the
+# device), and Adam's normalised steps can turn a rounding difference into up to lr = 1e-3 a step: the first H200
+# measured 1.8e-5 on the grokking net (benchmarks/gpu/README.md); 1e-4 is a tenth of one step.
+SAME_BATCHES_TOLERANCE = {"cpu": 1e-5, "cuda": 1e-4}
 GROK_MODEL = {"depth": 2, "width": 200, "activation": "relu", "alpha": 7.0}  # config.yaml fig6_grokking
 GROK_TRAIN = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.1, "momentum": 0.0, "loss": "mse", "seed": 0}
 WIDE_TRAIN = {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.0, "loss": "ce", "seed": 0}
@@ -275,7 +280,7 @@ def bench_training(
         float((a - b).abs().max())
         for a, b in zip(ours.state_dict().values(), theirs.state_dict().values(), strict=True)
     )
-    agree = difference <= 1e-5
+    agree = difference <= SAME_BATCHES_TOLERANCE[torch.device(device).type]
     _, base = median_time(
         lambda: conventional_training(images, labels, model_spec, train, steps, batch, device=device), repeats
     )

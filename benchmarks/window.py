@@ -1,9 +1,9 @@
 """One GPU window of a preset: the config it runs and, afterwards, what it measured, each torch-free.
 
-A lent GPU gives a session about ten minutes, so ``presets/paper-core.yaml`` runs in two windows (issues 21 and 22),
-each one command of ``benchmarks/gpu_window.sh``:
+A lent GPU gives a session one command of at most ten minutes, so ``presets/paper-core.yaml`` runs in three windows
+(issues 21 and 22), each one command of ``benchmarks/gpu_window.sh``:
 
-    python -m benchmarks.window config PRESET --window 1|2 [--smoke]   # the window's config, as YAML on stdout
+    python -m benchmarks.window config PRESET --window 1|2|3 [--smoke]   # the window's config, as YAML on stdout
     python -m benchmarks.window trained CONFIG WORKDIR                  # CONFIG less what did not finish training
     python -m benchmarks.window summary WORKDIR OUT --wall-s S --config F [F ...]
 
@@ -33,10 +33,14 @@ from netdyn.config import load_config, load_yaml
 from netdyn.plan import GPUS, ROOT, plan
 
 SCHEMA = ROOT / "schemas" / "config.schema.yaml"
-# The two windows of paper-core: the deep BatchNorm nets (claims 1, 7, 8, 9, 11) and the sweeps (2-6, 10, 12).
+# The windows of paper-core, each at most 6 minutes on one H200 by the planner (its constants measured on the first
+# window, 4 December 2026): the deep BatchNorm nets (claims 1, 7, 9, 11); the depth x width grid with the grokking
+# net (2, 3, 4, 6, 10: claim 6 compares the grokking net's basin with the grid's deep nets); the BatchNorm lag's
+# batch sizes and learning rates with the shallow nets (5, 8, 12).
 WINDOWS: dict[int, tuple[str, ...]] = {
-    1: ("fig3_depth", "fig8_conditions", "fig8_lr"),
-    2: ("fig2_shallow", "fig4_depth_width", "fig4_width", "fig6_grokking"),
+    1: ("fig3_depth",),
+    2: ("fig4_depth_width", "fig4_width", "fig6_grokking"),
+    3: ("fig8_conditions", "fig8_lr", "fig2_shallow"),
 }
 # --smoke: sizes that keep every experiment's shape (its sweep axes, seeds >= 2, its analyses) and run in seconds.
 SMOKE_DATASET = {"source": "mnist5k"}

@@ -55,13 +55,17 @@ KNOWN_TEST_SIZES = {"mnist5k": 1000}  # every other built-in dataset has 10,000 
 # Its disk wrote 0.30 GB/s (dd with fsync, 4 December 2026).
 CPU = {"flop_rate": 40e9, "small_flop_rate": 8e9, "startup_s": 0.6, "step_layer_s": 1.5e-4, "cores": 2,
        "scheduler_s": 0.4, "write_rate": 0.30e9}  # fmt: skip
-# GPU classes: sustained FP32 FLOP/s at a modest efficiency for these small matmuls, and a launch overhead per
-# layer and step (about 10 kernels of ~5 us), modelled from the vendors' peak numbers. The write rate is the lent
-# H200 machine's, 4 December 2026 (benchmarks/gpu/window1-try1.md): a 3-run stack of the 23 x 1024 net wrote 29.4 GB
-# of snapshots in a job of 82.4 s, of which this model gives 21 s to compute, so 61 s of writing. Assumed for A100s.
+# GPU classes: sustained FP32 FLOP/s, a per-step overhead per layer (the Python loop, kernel launches, a stack's
+# per-member optimizer steps), start-up per job and the disk's write rate. H200, measured on the lent machine on
+# 4 December 2026 (benchmarks/gpu/README.md): half the vendor's FP32 peak matched the jobs dominated by the
+# snapshots' history rows (fig8 stacks of the 23 x 1024 BatchNorm net: 30-35 s measured, 28-31 s modelled); the
+# overhead is what a 3-run stack of that net took beyond its FLOP over 4,680 steps (78 s measured, 47 s modelled
+# with the earlier 5e-5 s); the write rate is what a stack that wrote 29.4 GB of snapshots took beyond that model
+# (82 s, of them 53 s writing). The A100 class keeps its vendor-based rate and takes the H200's overhead and write
+# rate: not measured.
 GPUS = {
-    "h200": {"flop_rate": 0.5 * 67e12, "step_layer_s": 5e-5, "startup_s": 6.0, "write_rate": 0.48e9},
-    "a100": {"flop_rate": 0.5 * 19.5e12, "step_layer_s": 6e-5, "startup_s": 6.0, "write_rate": 0.48e9},
+    "h200": {"flop_rate": 0.5 * 67e12, "step_layer_s": 3.3e-4, "startup_s": 6.0, "write_rate": 0.55e9},
+    "a100": {"flop_rate": 0.5 * 19.5e12, "step_layer_s": 3.3e-4, "startup_s": 6.0, "write_rate": 0.55e9},
 }
 OPTIMIZER_MOMENTS = {"adam": 2, "adamw": 2, "sgd": 1}  # state tensors per parameter in a final snapshot
 COLLECT_RUN_S = 0.2  # collect's work per run (merging its tables, finding its events), inside its experiment's job

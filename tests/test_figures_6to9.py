@@ -340,6 +340,14 @@ def test_fig8_panels_titles_numbers_and_inset(tmp_path):
     check_png(fig, plotted, tmp_path, 2, 2)
 
 
+def test_fig8_runs_without_projections_get_no_inset_over_their_curves():
+    tables = conditions()
+    tables = tables._replace(projection=tables.projection.iloc[0:0])  # no projection stage ran (paper-core)
+    fig, plotted = fig8.draw(tables)
+    assert all(len(ax.child_axes) == 0 for ax in panel_axes(fig))
+    assert not plotted["series"].str.startswith("inset").any() and set(plotted["panel"]) == set("abcd")
+
+
 def test_fig8_titles_carry_the_batchnorm_lag():
     tables = conditions()
     tables.events["cond/r1"]["bn_grokking"] = {"bn_lag_steps": 37}

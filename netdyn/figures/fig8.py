@@ -47,7 +47,19 @@ def condition_title(row: pd.Series, lag: object = None) -> str:
 
 
 def inset_projection(ax: plt.Axes, tables: RunTables, run: str, panel: str, digit: int) -> list[pd.DataFrame]:
-    """Inset: one digit's test projection (BN eval mode) before (grey) and after (colour) grokking (§10)."""
+    """Inset: one digit's test projection (BN eval mode) before (grey) and after (colour) grokking (§10). A run
+    without grokking checkpoints or projections (a config that runs no projection stage) gets no inset: an empty box
+    would hide the curves it sits on."""
+    checkpoints = grokking_steps(tables, run)
+    if checkpoints is None:
+        return []
+    found = []
+    for when, requested, color in (("before", checkpoints[0], "0.6"), ("after", checkpoints[1], DIGIT_COLORS(digit))):
+        points, used = projection_points(tables, run, "test", "eval", requested, [digit])
+        if not points.empty:
+            found.append((when, requested, color, points, used))
+    if not found:
+        return []
     inset = ax.inset_axes(INSET)
     inset.set_xticks([])
     inset.set_yticks([])
@@ -55,20 +67,11 @@ def inset_projection(ax: plt.Axes, tables: RunTables, run: str, panel: str, digi
     for spine in inset.spines.values():
         spine.set_visible(True)
         spine.set_color("0.6")
-    checkpoints = grokking_steps(tables, run)
-    if checkpoints is None:
-        note(inset, "no checkpoints")
-        return []
     drawn = []
-    for when, requested, color in (("before", checkpoints[0], "0.6"), ("after", checkpoints[1], DIGIT_COLORS(digit))):
-        points, used = projection_points(tables, run, "test", "eval", requested, [digit])
-        if points.empty:
-            continue
+    for when, requested, color, points, used in found:
         inset.scatter(points["h1"], points["h2"], s=2, color=color, alpha=0.7, linewidths=0)
         series = f"inset digit {digit} {when} ({step_label(used, requested)})"
         drawn.append(projection_rows(points, panel, series, requested, when))
-    if not drawn:
-        note(inset, f"no test projection of digit {digit}")
     inset.set_title(f"test digit {digit}: before (grey), after", fontsize=5, pad=2)
     return drawn
 
