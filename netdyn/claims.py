@@ -25,8 +25,10 @@ Conventions shared by every claim:
 * **Several parts**: the claim is ``not reproduced`` when any part fails, else ``inconclusive`` when any part cannot be
   decided, else ``reproduced``; ``decided_by`` names the part whose interval the scorecard's numeric columns show.
 * **Scale**: ``paper`` when the claim's runs use the paper's data (full MNIST, 60,000 training images; the Omnigrok
-  1,000-image subset for claim 6), model sizes and optimizer for that claim (methods.md §3, §12), else ``reduced``:
-  a verdict at reduced scale is a finding about the small reproduction, not about the paper.
+  1,000-image subset for claim 6), model sizes and optimizer for that claim (methods.md §3, §12); ``paper-size``
+  when they use the paper's model and training-set sizes and optimizer on other data (Fashion-MNIST's 60,000
+  images, say); else ``reduced``: a verdict at reduced scale is a finding about the small reproduction, and one at
+  paper size a finding about the paper's setup on another dataset, neither about the paper itself.
 
 ``context`` gives what the tables do not, all keys optional: ``dataset`` (a name) or ``datasets`` (names), used when
 the runs table has no ``dataset`` column; ``sources`` (the data sources of those datasets, e.g. ``["mnist"]``); and
@@ -49,7 +51,7 @@ from netdyn.events import turning_point_spread
 from netdyn.tables import RunTables, final_steps, final_values, live_runs, scalars
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
-PAPER, REDUCED = "paper", "reduced"
+PAPER, PAPER_SIZE, REDUCED = "paper", "paper-size", "reduced"
 
 # General requirements.
 MIN_SWEEP_POINTS = 3  # points along a swept axis needed to locate an optimum
@@ -1102,7 +1104,11 @@ def _model_sizes(runs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
 
 
 def _paper_data(runs: pd.DataFrame, context: Mapping[str, Any], n_train: int = FULL_N_TRAIN) -> bool:
-    return _is_full_mnist(_dataset(runs, context), context) and bool((_training_sizes(runs, context) >= n_train).all())
+    return _is_full_mnist(_dataset(runs, context), context) and _full_training_sets(runs, context, n_train)
+
+
+def _full_training_sets(runs: pd.DataFrame, context: Mapping[str, Any], n_train: int = FULL_N_TRAIN) -> bool:
+    return bool((_training_sizes(runs, context) >= n_train).all())
 
 
 def _optimizer(runs: pd.DataFrame, name: str) -> bool:
@@ -1110,7 +1116,8 @@ def _optimizer(runs: pd.DataFrame, name: str) -> bool:
 
 
 def scale(claim: int, runs_by_role: Mapping[str, pd.DataFrame], context: Mapping[str, Any]) -> str:
-    """``paper`` when the runs behind ``claim`` use the paper's data, model sizes and optimizer, else ``reduced``."""
+    """``paper`` when the runs behind ``claim`` use the paper's data, model and training-set sizes and optimizer;
+    ``paper-size`` when only the data differ; else ``reduced``."""
     role = CLAIMS[claim].roles[0]
     runs = runs_by_role.get(role)
     if runs is None or runs.empty:
@@ -1120,21 +1127,23 @@ def scale(claim: int, runs_by_role: Mapping[str, pd.DataFrame], context: Mapping
         sources = {_dataset(runs, context), _single_source(context)}
         omnigrok = bool(((depth == GROKKING_DEPTH) & (width == GROKKING_WIDTH)).all())
         subset = bool((_spec(runs, "train.n_train") == GROKKING_N_TRAIN).all())
-        return PAPER if sources & set(FULL_DATASETS) and omnigrok and subset and _optimizer(runs, "adamw") else REDUCED
-    if claim in (5, 12):
-        sizes = _training_sizes(runs, context)
-        ok = bool((width == PAPER_SHALLOW_WIDTH).all()) and sizes.max() >= FULL_N_TRAIN
-        ok &= claim == 12 or sizes.min() <= 600
-        ok &= _is_full_mnist(_dataset(runs, context), context)
-        return PAPER if ok and _optimizer(runs, "adam") else REDUCED
-    ok = _paper_data(runs, context) and _optimizer(runs, "adam")
-    if claim in (2, 3, 4, 10):
-        ok &= bool((width >= PAPER_MIN_WIDTH).all()) and width.max() >= PAPER_WIDE
-    else:  # the deep 1024-wide nets of Figs. 3, 7, 8, 9
-        ok &= bool((width == PAPER_WIDTH).all()) and (depth == PAPER_DEPTH).any()
-        if claim == 9:
-            ok &= (depth == DD_DEPTH).any()
-    return PAPER if ok else REDUCED
+        sizes = omnigrok and subset and _optimizer(runs, "adamw")
+        mnist = bool(sources & set(FULL_DATASETS))
+    elif claim in (5, 12):
+        n = _training_sizes(runs, context)
+        sizes = bool((width == PAPER_SHALLOW_WIDTH).all()) and n.max() >= FULL_N_TRAIN and _optimizer(runs, "adam")
+        sizes &= claim == 12 or n.min() <= 600
+        mnist = _is_full_mnist(_dataset(runs, context), context)
+    else:
+        sizes = _full_training_sets(runs, context) and _optimizer(runs, "adam")
+        if claim in (2, 3, 4, 10):
+            sizes &= bool((width >= PAPER_MIN_WIDTH).all()) and width.max() >= PAPER_WIDE
+        else:  # the deep 1024-wide nets of Figs. 3, 7, 8, 9
+            sizes &= bool((width == PAPER_WIDTH).all()) and (depth == PAPER_DEPTH).any()
+            if claim == 9:
+                sizes &= (depth == DD_DEPTH).any()
+        mnist = _is_full_mnist(_dataset(runs, context), context)
+    return (PAPER if mnist else PAPER_SIZE) if sizes else REDUCED
 
 
 def _replicates(runs: pd.DataFrame, keys: Sequence[str]) -> int:

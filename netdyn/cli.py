@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ConfigError, FileNotFoundError, yaml.YAMLError) as error:
         print(f"netdyn analyze: {error}".splitlines()[0], file=sys.stderr)
         return 2
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # Snakemake reads the config after moving into --directory
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(out)]

@@ -183,7 +183,7 @@ def save_resume(cache: Path, payload: dict[str, Any], drop_older: bool = True) -
     snapshots.save(cache / resume_name(step), payload)
     if drop_older:
         for path in cache.glob("resume*.pt"):
-            if path.name.endswith(".pt") and int(path.stem[6:]) < step:
+            if int(path.stem[6:]) < step:
                 path.unlink(missing_ok=True)
 
 

@@ -25,11 +25,17 @@ from netdyn.config import (
     figure_settings,
     load_config,
     stack_groups,
+    train_size,
     training_spec,
     writes_dumps,
 )
 from netdyn.imports import code_inputs as closure_of
 from netdyn.stages import STAGES, outputs as stage_outputs
+
+# The repository's folder, found from this file, not the working directory: the workflow also runs with --directory
+# elsewhere and as a module of another Snakefile (whose folder workflow.basedir would then be). Single files are read
+# through workflow.source_path(); the code closure of a script needs the folder itself, which a local module keeps.
+WORKFLOW_DIR = os.path.dirname(str(workflow.current_basedir))
 
 try:
     RUNS = load_config(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -74,8 +80,8 @@ def code_inputs(script, *modules):
 
 @functools.cache  # a closure takes ~60 ms and a preset's stack groups ask for the same few hundreds of times
 def _code_inputs(script, *modules):
-    path = os.path.join(workflow.basedir, "workflow_scripts", f"{script}.py")
-    return tuple(closure_of(path, workflow.basedir, *modules))
+    path = os.path.join(WORKFLOW_DIR, "workflow_scripts", f"{script}.py")
+    return tuple(closure_of(path, WORKFLOW_DIR, *modules))
 
 
 def run_training_spec(wildcards):
@@ -276,7 +282,11 @@ def claims_context():
     """What the claims scorecard needs to know beyond the tables (e.g. the dataset of each role)."""
     datasets = {spec["dataset"] for spec in RUNS.values()}
     sources = {dataset_definition(config, name)["source"] for name in datasets}
-    return {"datasets": sorted(datasets), "sources": sorted(sources)}
+    context = {"datasets": sorted(datasets), "sources": sorted(sources)}
+    sizes = {train_size(config, name) for name in datasets}
+    if len(sizes) == 1 and None not in sizes:  # the full training set, for runs with train.n_train null
+        context["n_train"] = sizes.pop()
+    return context
 
 
 def all_outputs():

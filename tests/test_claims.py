@@ -20,6 +20,7 @@ from netdyn.claims import (
     INCONCLUSIVE,
     NOT_REPRODUCED,
     PAPER,
+    PAPER_SIZE,
     REDUCED,
     REPRODUCED,
     SCORECARD_COLUMNS,
@@ -589,7 +590,22 @@ def test_scale_labels_follow_data_sizes_and_optimizer():
     assert claims.scale(2, {"sweep": sweep_runs}, CONTEXT) == PAPER
     grok = pd.DataFrame([run("g/s0", "grokking", depth=2, width=200, n_train=1000, optimizer="adamw")])
     assert claims.scale(6, {"grokking": grok}, CONTEXT) == PAPER
-    assert claims.scale(6, {"grokking": grok.assign(dataset="fashion")}, {"datasets": ["fashion"]}) == REDUCED
+    assert claims.scale(6, {"grokking": grok.assign(dataset="fashion")}, {"datasets": ["fashion"]}) == PAPER_SIZE
+    assert claims.scale(6, {"grokking": grok.assign(**{"train.n_train": 2000})}, CONTEXT) == REDUCED
+
+
+def test_the_paper_sizes_on_other_data_are_labelled_paper_size():
+    runs = claim1_tables(0.99)["depth"].runs.assign(dataset="fashion")
+    fashion = {"datasets": ["fashion"], "sources": ["idx"], "n_train": 60000}
+    assert claims.scale(1, {"depth": runs}, fashion) == PAPER_SIZE
+    assert claims.scale(1, {"depth": runs}, {**fashion, "n_train": 30000}) == REDUCED  # a smaller training set
+    assert claims.scale(1, {"depth": runs}, {"datasets": ["fashion"], "sources": ["idx"]}) == REDUCED  # size unknown
+    assert claims.scale(1, {"depth": runs.assign(**{"model.depth": 8})}, fashion) == REDUCED
+    shallow = pd.DataFrame(
+        [run(f"s/n{n}", "shallow", depth=1, width=2048, n_train=n, optimizer="adam") for n in (600, 60000)]
+    ).assign(dataset="fashion")
+    assert claims.scale(5, {"shallow": shallow}, fashion) == PAPER_SIZE
+    assert claims.scale(5, {"shallow": shallow.assign(dataset="mnist")}, CONTEXT) == PAPER
 
 
 def test_tables_holding_several_roles_are_restricted_to_the_role():

@@ -79,6 +79,17 @@ def test_a_failing_job_ends_the_output_with_its_own_error_and_log(inputs):
     )
 
 
+def test_every_path_may_be_relative_to_the_callers_folder(inputs):
+    (inputs["root"] / "settings.yaml").write_text("samples: 30\n")
+    command = [sys.executable, "-m", "netdyn.cli", "analyze", "--snapshots", "ckpts", "--data", "mine.npz", "--out",
+               "out", "--analysis", "settings.yaml", "--analyses", "rpd", "--cores", "1"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=inputs["root"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (inputs["root"] / "out" / "results" / "runs" / "mine" / "run" / "rpd.csv").exists()
+    assert not (inputs["root"] / "out" / "out").exists()
+
+
 def test_failed_jobs_reads_snakemake_error_blocks():
     output = (
         "Error in rule import_run:\n    message: x\n    jobid: 1\n    log: results/logs/import_run/mine/run.log (check"

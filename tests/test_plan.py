@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from netdyn.config import load_config, stack_key
-from netdyn.plan import CPU, model_macs, plan, run_cost
+from netdyn.plan import CPU, model_macs, plan, run_cost, snapshot_bytes
 from tests.conftest import ROOT
 from tests.test_presets import SCHEMA
 
@@ -74,3 +74,20 @@ def test_a_bad_config_is_named(tmp_path):
         [sys.executable, "-m", "netdyn.cli", "plan", "--configfile", str(bad)], capture_output=True, text=True
     )
     assert result.returncode == 2 and "bad.yaml" in result.stderr and "lr" in result.stderr
+
+
+@pytest.mark.parametrize("optimizer,moments", [("adam", 2), ("sgd", 1)])
+def test_snapshot_bytes_are_the_state_dicts_of_the_steps_kept_and_the_final_optimizer(optimizer, moments):
+    import torch
+
+    from netdyn.models import build
+
+    config = tiny_config(optimizer=optimizer)
+    config["experiments"]["one"]["model"] = {"depth": 3, "width": 24, "batchnorm": True}
+    config["experiments"]["one"]["snapshots"] = {"log": 10}
+    run = load_config(config, SCHEMA)["one/base"]
+    state = build(run["model"]).to(torch.float32).state_dict()
+    weights = sum(t.numel() * t.element_size() for t in state.values() if t.dtype == torch.float32)
+    assert snapshot_bytes(run) == weights * (len(run["snapshots"]) + moments)
+    config["experiments"]["one"]["snapshots"]["weights"] = "analysed"  # basins at the final step only
+    assert snapshot_bytes(load_config(config, SCHEMA)["one/base"]) == weights * (1 + moments)

@@ -255,35 +255,84 @@ def without_wall_times(record: object) -> object:
     return [without_wall_times(value) for value in record] if isinstance(record, list) else record
 
 
+# A lone run and a stack group (its training, dumps and grouped analyses), whose tables tests recompute elsewhere.
+SAMPLE_RUNS = ("shallow/tanh", "seeds/s00", "seeds/s01")
+
+
+def sample_tables(workdir: Path) -> list[Path]:
+    """The tables of SAMPLE_RUNS in ``workdir``, relative to it."""
+    return sorted(
+        path.relative_to(workdir)
+        for run in SAMPLE_RUNS
+        for path in (workdir / "results" / "runs" / run).rglob("*")
+        if path.suffix in (".csv", ".json") and path.parent.name != "snapshots"
+    )
+
+
+def assert_same_tables(tables: list[Path], theirs: Path, mine: Path) -> None:
+    """Every table of ``tables`` is the same in both folders (the same code on the same machine: bit for bit)."""
+    assert len(tables) > 20
+    for table in tables:
+        if table.suffix == ".json":
+            expected, found = (without_wall_times(json.loads((root / table).read_text())) for root in (theirs, mine))
+            assert found == expected, table
+            continue
+        expected, found = (
+            pd.read_csv(root / table).drop(columns=["wall_time"], errors="ignore") for root in (theirs, mine)
+        )
+        pd.testing.assert_frame_equal(found, expected, check_exact=True, obj=str(table))
+
+
 def test_jobs_started_cold_write_the_tables_warm_ones_wrote(tiny_workflow, tmp_path):
-    """The tiny workflow's jobs ran warm (netdyn.warmstart); a lone run and a stack group (its training, dumps and
-    grouped analyses) and their experiments' collect jobs, rerun cold in a copy, give the same tables."""
+    """The tiny workflow's jobs ran warm (netdyn.warmstart); a lone run and a stack group and their experiments'
+    collect jobs, rerun cold in a copy, give the same tables."""
     warm_server_log = "".join(path.read_text() for path in Path(WARM_START["NETDYN_WARM_DIR"]).glob("*.log"))
     assert "workflow_scripts/train_stack.py" in warm_server_log and "workflow_scripts/analyse.py" in warm_server_log
     cold = tmp_path / "cold"
     shutil.copytree(tiny_workflow, cold, ignore=shutil.ignore_patterns(".snakemake"), symlinks=True)
-    runs = ("shallow/tanh", "seeds/s00", "seeds/s01")
-    tables = sorted(
-        path.relative_to(tiny_workflow)
-        for run in runs
-        for path in (tiny_workflow / "results" / "runs" / run).rglob("*")
-        if path.suffix in (".csv", ".json") and path.parent.name != "snapshots"
-    )
-    for run in runs:
+    tables = sample_tables(tiny_workflow)
+    for run in SAMPLE_RUNS:
         shutil.rmtree(cold / "results" / "runs" / run)
     snakemake(cold, "--cores", "2", *map(str, tables), warm=False)
-    assert len(tables) > 20
-    for table in tables:
-        if table.suffix == ".json":
-            theirs, mine = (
-                without_wall_times(json.loads((root / table).read_text())) for root in (tiny_workflow, cold)
-            )
-            assert mine == theirs, table
-            continue
-        theirs, mine = (
-            pd.read_csv(root / table).drop(columns=["wall_time"], errors="ignore") for root in (tiny_workflow, cold)
-        )
-        pd.testing.assert_frame_equal(mine, theirs, check_exact=True, obj=str(table))
+    assert_same_tables(tables, tiny_workflow, cold)
+
+
+MODULE_SNAKEFILE = """configfile: "config.yaml"
+
+
+module netdyn:
+    snakefile:
+        "{snakefile}"
+    config:
+        config
+
+
+use rule * from netdyn
+"""
+
+
+def test_the_workflow_runs_in_another_folder_and_as_a_module_of_another_snakefile(tiny_workflow, tmp_path):
+    """Results on scratch, the code elsewhere: the repository's Snakefile with --directory, and a deployment as
+    Snakemake's workflow catalog describes it (a Snakefile of the user's that uses every rule of netdyn's as a
+    module), each run from a third folder, reach the tables of the tiny workflow."""
+    tables = sample_tables(tiny_workflow)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **WARM_START}
+    elsewhere, deployed = tmp_path / "scratch", tmp_path / "deployed"
+    for folder in (elsewhere, deployed):
+        folder.mkdir()
+        shutil.copy(TINY, folder / "config.yaml")
+    (deployed / "Snakefile").write_text(MODULE_SNAKEFILE.format(snakefile=ROOT / "Snakefile"))
+    commands = {
+        elsewhere: ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(elsewhere), "--configfile",
+                    str(elsewhere / "config.yaml")],
+        deployed: ["--snakefile", str(deployed / "Snakefile"), "--directory", str(deployed)],
+    }  # fmt: skip
+    for folder, arguments in commands.items():
+        command = [sys.executable, "-m", "snakemake", *arguments, "--cores", "2", *map(str, tables)]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert result.returncode == 0, f"{folder.name}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        assert_same_tables(tables, tiny_workflow, folder)
+    assert not (tmp_path / "results").exists()  # nothing written to the folder it was started from
 
 
 def test_changing_one_runs_lr_reruns_only_that_run(tiny_workflow):
