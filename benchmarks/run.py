@@ -706,11 +706,15 @@ def bench_dump(sizes: dict, repeats: int) -> dict:
         theirs()
         dumped = activations.read(dump_path)
         depth = sizes["depth"]
-        agree = np.array_equal(dumped["logits"], np.load(npy_folder / "logits.npy")) and all(
-            np.array_equal(dumped[kind][layer - 1], np.load(npy_folder / f"{kind}{layer:02d}.npy"))
+        pairs = [(dumped["logits"], np.load(npy_folder / "logits.npy"))] + [
+            (dumped[kind][layer - 1], np.load(npy_folder / f"{kind}{layer:02d}.npy"))
             for kind in ("h", "x")
             for layer in range(1, depth + 1)
-        )
+        ]
+        # Both sides compute the same pieces (tests/test_activations.py asserts bit equality there); here, where the
+        # dump's forward pass runs in a thread of its own, float32 rounding is allowed: relative 1e-5 of the values.
+        difference = max(float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12)) for a, b in pairs)
+        agree = difference <= 1e-5
 
         def theirs_synced() -> None:  # what netdyn's atomic writes also do: the bytes on disk, not in the page cache
             theirs()
@@ -745,6 +749,7 @@ def bench_dump(sizes: dict, repeats: int) -> dict:
         h5_mb=h5_bytes / 1e6,
         compression=activations.COMPRESSIONS[0],
         ratio_against_fsynced_numpy_save=statistics.median(base_synced) / statistics.median(mine),
+        max_relative_difference=difference,
         **alternatives,
     )
 

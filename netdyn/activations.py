@@ -87,17 +87,19 @@ def layer_kinds(model: nn.Sequential) -> list[dict[str, Any]]:
 
 
 @torch.no_grad()
-def compute(model: nn.Sequential, x: torch.Tensor, chunk_size: int = 4096) -> dict[str, torch.Tensor]:
-    """Eval-mode fields and outputs of every hidden layer plus the logits, on ``x``'s device."""
+def compute(model: nn.Sequential, x: torch.Tensor, chunk_size: int | None = None) -> dict[str, torch.Tensor]:
+    """Eval-mode fields and outputs of every hidden layer plus the logits, on ``x``'s device, computed in the pieces
+    of a dump (``PIECE_ROWS``) unless ``chunk_size`` says otherwise: a matmul's rounding can depend on how many rows
+    it is given (MKL's kernels, thread partitions), so a dump equals ``compute`` bit for bit by construction."""
     parts: dict[str, list[torch.Tensor]] = {}
-    for _, fields in compute_chunks(model, x, chunk_size):
+    for _, fields in compute_chunks(model, x, chunk_size or PIECE_ROWS):
         for name, values in fields.items():
             parts.setdefault(name, []).append(values)
     return {name: torch.cat(chunks) for name, chunks in parts.items()}
 
 
 def compute_chunks(
-    model: nn.Sequential, x: torch.Tensor, chunk_size: int = 4096
+    model: nn.Sequential, x: torch.Tensor, chunk_size: int
 ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
     """``(first row, fields)`` of :func:`compute` for every ``chunk_size`` rows of ``x`` in turn: ``h01, x01, ...,
     logits``."""

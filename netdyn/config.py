@@ -253,14 +253,22 @@ def check_file(where: str, path: str | os.PathLike, kind: str, folder: bool = Fa
 
 def user_dataset(data: str | os.PathLike, where: str) -> dict[str, Any]:
     """The dataset definition for data a user names directly (flag or argument ``where``): a built-in dataset name
-    (``mnist5k``, ``mnist``, ...), else a readable .npz or HDF5 file of arrays. FileNotFoundError when it is
-    neither, ConfigError when it is there but not a readable file; both name ``where``."""
+    (``mnist5k``, ``mnist``, ...), else a readable .npz or HDF5 file of arrays, opened and checked now (its arrays'
+    names, rows and labels: netdyn.arrays), before anything runs. FileNotFoundError when it is neither, ConfigError
+    when it is there but not a usable file; both name ``where``."""
+    from netdyn.arrays import DataError, read_arrays  # h5py: only when a file is named
+
     if isinstance(data, str) and data in BUILTIN_DATASETS:
         return {"source": data}
     if not os.path.exists(data):
         known = ", ".join(BUILTIN_DATASETS)
         raise FileNotFoundError(f"{where}: {str(data)!r} does not exist and is not a dataset name ({known})")
-    return {"source": "arrays", "path": str(check_file(where, data, "an .npz or HDF5 file of arrays").resolve())}
+    path = check_file(where, data, "an .npz or HDF5 file of arrays").resolve()
+    try:
+        read_arrays(path)
+    except DataError as error:
+        raise ConfigError(f"{where}: {error}") from None
+    return {"source": "arrays", "path": str(path)}
 
 
 def check_datasets(config: Mapping[str, Any]) -> None:

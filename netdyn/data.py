@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import gzip
-import hashlib
 import importlib
 import json
 import os
@@ -36,6 +35,9 @@ import h5py
 import numpy as np
 import torch
 
+from netdyn.arrays import Arrays, DataError, Digests, read_arrays
+from netdyn.arrays import digest as _digest
+from netdyn.arrays import one_line as _one_line
 from netdyn.atomic import atomic_path
 
 SCHEMA_VERSION = 1
@@ -49,15 +51,7 @@ IDX_FILES = {
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049  # 0x0803: ubyte, 3 dims; 0x0801: ubyte, 1 dim
 DOWNLOAD_SOURCES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}
 SOURCES = ("mnist5k", "idx", "arrays", *DOWNLOAD_SOURCES)
-ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 MNIST5K_TEST = 1000
-
-Arrays = dict[str, np.ndarray]
-Digests = dict[str, str]
-
-
-class DataError(Exception):
-    """A dataset file or source is unusable; the message names the file and the fault."""
 
 
 class Dataset(NamedTuple):
@@ -67,18 +61,6 @@ class Dataset(NamedTuple):
     train_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
-
-
-def _one_line(text: object, limit: int = 200) -> str:
-    return " ".join(str(text).split())[:limit]
-
-
-def _digest(path: Path, algorithm: str = "sha256") -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -247,41 +229,6 @@ def _read_source(spec: Mapping[str, Any], out_path: Path, log: Callable[[str], N
             raise DataError(f"{out_path}: source 'arrays' needs a 'path' to an .npz or HDF5 file")
         return read_arrays(spec["path"])
     raise DataError(f"{out_path}: unknown source {source!r} (known: {', '.join(SOURCES)})")
-
-
-def read_arrays(path: str | os.PathLike) -> tuple[Arrays, Digests]:
-    """A user's own data: an ``.npz`` or HDF5 file with ``x_train``, ``y_train``, ``x_test``, ``y_test``.
-
-    Features may have any shape (they are flattened) and are stored as float32, unscaled; labels must be
-    integers 0..C-1.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file is missing")
-    try:
-        if path.suffix == ".npz":
-            with np.load(path) as archive:
-                found = {key: archive[key] for key in ARRAY_KEYS if key in archive}
-        else:
-            with h5py.File(path, "r") as handle:
-                found = {key: handle[key][()] for key in ARRAY_KEYS if key in handle}
-    except (OSError, ValueError, zlib.error) as error:
-        raise DataError(f"{path}: not a readable .npz or HDF5 file ({_one_line(error)})") from None
-    missing = [key for key in ARRAY_KEYS if key not in found]
-    if missing:
-        raise DataError(f"{path}: missing array(s) {', '.join(missing)} (needs {', '.join(ARRAY_KEYS)})")
-    arrays = {}
-    for split in ("train", "test"):
-        x, y = found[f"x_{split}"], found[f"y_{split}"]
-        if len(x) != len(y):
-            raise DataError(f"{path}: x_{split} has {len(x)} rows but y_{split} has {len(y)}")
-        if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
-            raise DataError(f"{path}: y_{split} must hold integer class labels 0..C-1")
-        arrays[f"{split}_images"] = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
-        arrays[f"{split}_labels"] = np.asarray(y, dtype=np.int64)
-    if arrays["train_images"].shape[1] != arrays["test_images"].shape[1]:
-        raise DataError(f"{path}: x_train and x_test have different numbers of features")
-    return arrays, {path.name: _digest(path)}
 
 
 # ---------------------------------------------------------------------------------------------------------------

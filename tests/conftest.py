@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import h5py
@@ -14,7 +15,8 @@ from netdyn.config import MODEL_DEFAULTS, TRAIN_DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 
-torch.set_num_threads(1)
+# One thread unless a numerics leg of `make test` asks for more (NETDYN_TEST_THREADS): results must not depend on it.
+torch.set_num_threads(int(os.environ.get("NETDYN_TEST_THREADS", "1")))
 
 
 def write_synthetic_dataset(path: Path, n_train: int = 300, n_test: int = 100, seed: int = 0) -> Path:

@@ -27,6 +27,10 @@ def inputs(tmp_path: Path) -> dict[str, Path]:
     checkpoints.mkdir()
     torch.save(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), checkpoints / "ckpt_0.pt")
     (tmp_path / "a_file").write_text("x")
+    arrays = dict(np.load(data))
+    np.savez(tmp_path / "xy.npz", x=arrays["x_train"], y=arrays["y_train"])  # the names a user might pick
+    np.savez(tmp_path / "rows.npz", **{**arrays, "y_train": arrays["y_train"][:59]})
+    np.savez(tmp_path / "labels.npz", **{**arrays, "y_test": arrays["y_test"].astype(np.float32)})
     return {"data": data, "checkpoints": checkpoints, "file": tmp_path / "a_file", "root": tmp_path}
 
 
@@ -47,6 +51,10 @@ BAD_FLAGS = [
     ({"--model-yaml": "/missing.yaml"}, "--model-yaml: '/missing.yaml' does not exist"),
     ({"--out": "{root}/a_file"}, "--out: '{root}/a_file' exists and is not a folder"),
     ({"--analyses": "rpd,magic"}, "--analyses: unknown analysis 'magic'"),
+    ({"--data": "{root}/xy.npz"}, "--data: {root}/xy.npz: missing array(s) x_train, y_train, x_test, y_test"),
+    ({"--data": "{root}/rows.npz"}, "--data: {root}/rows.npz: x_train has 60 rows but y_train has 59"),
+    ({"--data": "{root}/labels.npz"}, "--data: {root}/labels.npz: y_test must hold integer class labels 0..C-1"),
+    ({"--data": "{root}/a_file"}, "--data: {root}/a_file: not a readable .npz or HDF5 file"),
 ]
 
 

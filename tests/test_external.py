@@ -14,6 +14,7 @@ import yaml
 from torch import nn
 
 import netdyn
+from netdyn.config import ConfigError
 from netdyn.external import ExternalRunError, checkpoint_files, load_checkpoint
 from netdyn.stages import STAGES
 from tests.conftest import ROOT
@@ -162,6 +163,14 @@ def test_api_accepts_models_in_memory_and_arrays(plain_run):
 def test_api_names_a_data_file_that_does_not_exist(plain_run):
     with pytest.raises(FileNotFoundError, match="data: '/missing.npz' does not exist and is not a dataset name"):
         netdyn.analyze(str(plain_run / "whole"), "/missing.npz", ["rpd"])
+
+
+def test_api_checks_a_data_files_arrays_before_anything_runs(plain_run, tmp_path):
+    arrays = dict(np.load(plain_run / "mine.npz"))
+    np.savez(tmp_path / "xy.npz", x=arrays["x_train"], y=arrays["y_train"])
+    with pytest.raises(ConfigError, match=r"data: .*xy.npz: missing array\(s\) x_train, y_train, x_test, y_test"):
+        netdyn.analyze(str(plain_run / "whole"), str(tmp_path / "xy.npz"), ["rpd"], workdir=tmp_path / "work")
+    assert not (tmp_path / "work").exists()
 
 
 def test_steps_come_from_file_names_or_a_csv(tmp_path):
