@@ -2,7 +2,7 @@ rule dump_activations:
     input:
         snapshots="results/runs/{run}/snapshots",
         data=run_dataset,
-        code=code_inputs("dump_activations"),
+        code=script_code("dump_activations"),
     output:
         dump_directory(),
     log:
@@ -15,7 +15,7 @@ rule dump_activations:
     resources:
         gpu=1,
     params:
-        steps=dump_steps,
+        steps=run_dump_steps,
         samples=analysis_setting("samples"),
         train_spec=lambda wildcards: RUNS[wildcards.run]["train"],
         dtype=DUMPS["dtype"],

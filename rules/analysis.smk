@@ -204,7 +204,7 @@ for group in STACKS:
                 group_rule(f"analyse_{stage}", group)
             input:
                 **group_lists([run_stage_inputs(stage, run) for run in members]),
-                code=code_inputs("analyse", f"netdyn.stages.{stage}"),
+                code=script_code("analyse", f"netdyn.stages.{stage}"),
             output:
                 **group_lists([stage_table_paths(stage, run) for run in members]),
             log:

@@ -20,8 +20,8 @@ from netdyn.config import (
     RUN_ID_PATTERN,
     dataset_definition,
     DUMP_DEFAULTS,
-    dump_steps as steps_to_dump,
-    figure_roles as experiments_by_role,
+    dump_steps,
+    figure_roles,
     figure_settings,
     load_config,
     stack_groups,
@@ -29,7 +29,7 @@ from netdyn.config import (
     training_spec,
     writes_dumps,
 )
-from netdyn.imports import code_inputs as closure_of
+from netdyn.rerun_triggers import script_dependencies
 from netdyn.stages import STAGES, outputs as stage_outputs
 
 # The repository's folder, found from this file, not the working directory: the workflow also runs with --directory
@@ -71,17 +71,17 @@ def dump_directory():
     return temp(folder) if DUMPS["temporary"] else folder
 
 
-def code_inputs(script, *modules):
-    """The netdyn files workflow script ``script`` can import (netdyn.imports), with those of ``modules`` (dotted
+def script_code(script, *modules):
+    """The netdyn files workflow script ``script`` can import (netdyn.rerun_triggers), with those of ``modules`` (dotted
     names it imports dynamically): editing any of them reruns exactly the jobs that can run it.
     """
-    return list(_code_inputs(script, *modules))
+    return list(_script_code(script, *modules))
 
 
 @functools.cache  # a closure takes ~60 ms and a preset's stack groups ask for the same few hundreds of times
-def _code_inputs(script, *modules):
+def _script_code(script, *modules):
     path = os.path.join(WORKFLOW_DIR, "workflow_scripts", f"{script}.py")
-    return tuple(closure_of(path, WORKFLOW_DIR, *modules))
+    return tuple(script_dependencies(path, WORKFLOW_DIR, *modules))
 
 
 def run_training_spec(wildcards):
@@ -100,9 +100,9 @@ def analysis_setting(key):
     return lambda wildcards: key_sorted(RUNS[wildcards.run]["analysis"][key])
 
 
-def dump_steps(wildcards):
+def run_dump_steps(wildcards):
     """Steps that need an activation dump: those of every requested analysis that reads dumps."""
-    return steps_to_dump(RUNS[wildcards.run])
+    return dump_steps(RUNS[wildcards.run])
 
 
 def run_dataset(wildcards):
@@ -127,7 +127,7 @@ def run_stage_inputs(name, run):
 
 def stage_inputs(name):
     """An input function for stage ``name``'s rule: run_stage_inputs and the code it runs."""
-    code = code_inputs("analyse", f"netdyn.stages.{name}")
+    code = script_code("analyse", f"netdyn.stages.{name}")
     return lambda wildcards: {**run_stage_inputs(name, wildcards.run), "code": code}
 
 
@@ -210,10 +210,10 @@ def metric_parts(run):
 FIGURES = config.get("figures", {})
 
 
-def figure_roles(figure):
+def figure_run_roles(figure):
     """``{run folder: role}`` of every run that feeds ``figure``."""
     roles = {}
-    for role, names in experiments_by_role(config, figure).items():
+    for role, names in figure_roles(config, figure).items():
         for experiment in names:
             for run, spec in RUNS.items():
                 if spec["experiment"] == experiment:
@@ -233,7 +233,7 @@ def run_tables(run):
 def figure_inputs(wildcards):
     return [
         table
-        for folder in figure_roles(wildcards.figure)
+        for folder in figure_run_roles(wildcards.figure)
         for table in run_tables(folder.removeprefix("results/runs/"))
     ]
 
@@ -247,7 +247,7 @@ def claim_roles():
     supplementary Figs. S1, S2 test no claim of the paper)."""
     roles = {}
     for figure in (name for name in FIGURES if not name.startswith("figS")):
-        for folder, role in figure_roles(figure).items():
+        for folder, role in figure_run_roles(figure).items():
             roles.setdefault(folder, role)
     return roles
 
@@ -255,7 +255,7 @@ def claim_roles():
 def figure_experiments(figure):
     """The resolved training and analysis settings of the experiments behind a figure, for its caption."""
     settings = {}
-    for role, names in experiments_by_role(config, figure).items():
+    for role, names in figure_roles(config, figure).items():
         for experiment in names:
             runs = experiment_runs(experiment)
             settings[experiment] = {
@@ -270,7 +270,7 @@ def flatness_runs():
     """The runs of Fig. S1's ``sweep`` role, whose flatness the report correlates with test accuracy."""
     if "figS1" not in FIGURES:
         return []
-    roles = figure_roles("figS1")
+    roles = figure_run_roles("figS1")
     return [
         folder.removeprefix("results/runs/")
         for folder in roles

@@ -4,7 +4,7 @@ localrules:
 
 rule prepare_data:
     input:
-        code=code_inputs("prepare_data"),
+        code=script_code("prepare_data"),
     output:
         "results/data/{dataset}.h5",
     log:

@@ -22,7 +22,7 @@ for experiment in EXPERIMENTS:
             history=[f"results/runs/{run}/history.csv" for run in members],
             run_json=[f"results/runs/{run}/run.json" for run in members],
             parts=[part for run in members for part in metric_parts(run)],
-            code=code_inputs("collect"),
+            code=script_code("collect"),
         output:
             metrics=[f"results/runs/{run}/metrics.csv" for run in members],
             events=[f"results/runs/{run}/events.json" for run in members],
@@ -48,7 +48,7 @@ for experiment in EXPERIMENTS:
 rule figure:
     input:
         tables=figure_inputs,
-        code=lambda wildcards: code_inputs(
+        code=lambda wildcards: script_code(
             "figure", f"netdyn.figures.{wildcards.figure}"
         ),
     output:
@@ -74,7 +74,7 @@ rule figure:
     conda:
         "../envs/netdyn.yaml"
     params:
-        roles=lambda wildcards: key_sorted(figure_roles(wildcards.figure)),
+        roles=lambda wildcards: key_sorted(figure_run_roles(wildcards.figure)),
         settings=lambda wildcards: key_sorted(figure_settings(config, wildcards.figure)),
         experiments=lambda wildcards: key_sorted(figure_experiments(wildcards.figure)),
     script:
@@ -88,7 +88,7 @@ rule flatness:
             for run in flatness_runs()
             for name in ("metrics.csv", "run.json", "events.json")
         ],
-        code=code_inputs("flatness"),
+        code=script_code("flatness"),
     output:
         report(
             "results/tables/flatness_correlations.csv",
@@ -109,7 +109,7 @@ rule front_page:
     input:
         claims="results/claims.csv",
         intro=workflow.source_path("../report/workflow.rst"),
-        code=code_inputs("front_page"),
+        code=script_code("front_page"),
     output:
         "results/report/front.rst",
     log:
@@ -119,7 +119,7 @@ rule front_page:
     params:
         figure_roles=lambda wildcards: key_sorted(
             {
-                figure: sorted(set(figure_roles(figure).values()))
+                figure: sorted(set(figure_run_roles(figure).values()))
                 for figure in FIGURES
                 if not figure.startswith("figS")
             }
@@ -136,7 +136,7 @@ rule claims:
             for table in run_tables(folder.removeprefix("results/runs/"))
         ],
         criteria=workflow.source_path("../report/claims.md"),
-        code=code_inputs("claims"),
+        code=script_code("claims"),
     output:
         report(
             "results/claims.csv",

@@ -1,7 +1,7 @@
 rule train:
     input:
         data=run_dataset,
-        code=code_inputs("train"),
+        code=script_code("train"),
     output:
         snapshots=directory("results/runs/{run}/snapshots"),
         history="results/runs/{run}/history.csv",
@@ -32,7 +32,7 @@ for group, members in STACKS.items():
             group_rule("train", group)
         input:
             data=f"results/data/{RUNS[members[0]]['dataset']}.h5",
-            code=code_inputs("train_stack"),
+            code=script_code("train_stack"),
         output:
             snapshots=[directory(f"results/runs/{run}/snapshots") for run in members],
             history=[f"results/runs/{run}/history.csv" for run in members],
@@ -60,7 +60,7 @@ rule import_run:
     input:
         checkpoints=external_checkpoints,
         data=run_dataset,
-        code=code_inputs("import_run"),
+        code=script_code("import_run"),
     output:
         snapshots=directory("results/runs/{run}/snapshots"),
         history="results/runs/{run}/history.csv",

@@ -1,4 +1,4 @@
-"""Rerun triggers derived from the code (netdyn/imports.py): the static import closure on constructed packages
+"""Rerun triggers derived from the code (netdyn/rerun_triggers.py): the static import closure on constructed packages
 with known answers, checked against what Python really imports, and every rule's code inputs in a dry run."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from netdyn.imports import closure, code_inputs
+from netdyn.rerun_triggers import closure, script_dependencies
 from netdyn.stages import STAGES
 from tests.conftest import ROOT
 from tests.test_workflow import TINY, copy_workflow, snakemake
@@ -84,15 +84,15 @@ def test_dynamic_modules_add_their_closure(tmp_path, monkeypatch):
         },
     )
     monkeypatch.chdir(root)
-    assert code_inputs("script.py", root) == []
-    assert code_inputs("script.py", root, "netdyn.figures.fig3") == [
+    assert script_dependencies("script.py", root) == []
+    assert script_dependencies("script.py", root, "netdyn.figures.fig3") == [
         "netdyn/__init__.py",
         "netdyn/figures/__init__.py",
         "netdyn/figures/common.py",
         "netdyn/figures/fig3.py",
     ]
     with pytest.raises(ValueError, match="no module netdyn.figures.fig10"):
-        code_inputs("script.py", root, "netdyn.figures.fig10")
+        script_dependencies("script.py", root, "netdyn.figures.fig10")
 
 
 def netdyn_modules() -> list[str]:
@@ -169,7 +169,7 @@ def test_every_rule_has_its_scripts_whole_closure_as_inputs(tmp_path):
     assert {rule.split("__")[0] for rule, _, _ in jobs} >= {f"analyse_{name}" for name in STAGES}
     for rule, inputs, wildcards in jobs:
         script, modules = script_of(rule, wildcards)
-        wanted = code_inputs(workdir / "workflow_scripts" / f"{script}.py", workdir, *modules)
+        wanted = script_dependencies(workdir / "workflow_scripts" / f"{script}.py", workdir, *modules)
         wanted = [str(Path(path).resolve().relative_to(workdir.resolve())) for path in wanted]
         missing = sorted(set(wanted) - set(inputs))
         assert not missing, f"rule {rule}: code inputs miss {missing}"

@@ -136,7 +136,7 @@ def closure(path: str | os.PathLike, root: str | os.PathLike, package: str = PAC
     return sorted(f for f in seen if f.is_relative_to(root / package))
 
 
-def code_inputs(script: str | os.PathLike, root: str | os.PathLike, *modules: str) -> list[str]:
+def script_dependencies(script: str | os.PathLike, root: str | os.PathLike, *modules: str) -> list[str]:
     """The netdyn files a workflow script can import, with those of ``modules`` (dotted names the script imports
     dynamically, e.g. ``netdyn.figures.fig3``), as paths relative to the working directory."""
     root = Path(root).resolve()
