@@ -11,13 +11,19 @@ imports of netdyn run fresh in the child, so edited netdyn code takes effect at 
 
 - No server yet: the first job starts one in the background and runs cold itself; the server serves the jobs that
   come after, and exits after ``NETDYN_WARM_IDLE`` seconds without a job (default 60).
-- A server is per user, Python, import path, installed version of its preloaded packages, and netdyn's folder and
-  version of this file (a hash names its socket), in ``NETDYN_WARM_DIR`` (default ``$XDG_RUNTIME_DIR`` or the
-  temporary folder, in ``netdyn-warm-<uid>``, mode 0700); its log lists the jobs it ran.
+- A server is per user, Python, import path, installed version of its preloaded packages, netdyn's folder and
+  version of this file, and the BLAS / OpenMP thread variables (``THREAD_VARIABLES``: its libraries read them when
+  imported) (a hash names its socket), in ``NETDYN_WARM_DIR`` (default ``$XDG_RUNTIME_DIR`` or the temporary
+  folder, in ``netdyn-warm-<uid>``, mode 0700); its log lists the jobs it ran.
+- It forks only while it has a single thread and CUDA is not initialised in it (a fork would copy a lock held by
+  another thread, or a CUDA context the child cannot use): else it refuses, and the job runs cold, saying why. It
+  reads a request without blocking, so a client that sends slowly (or not at all) holds up no other job.
 - Off under SLURM (``SLURM_JOB_ID``: the job must stay inside its allocation), on a host other than
   ``NETDYN_WARM_HOST`` where that is set, in an Apptainer / Singularity container (its job must not run outside it),
-  and where the platform lacks ``os.pidfd_open`` or descriptor passing. Killing the job's process kills (SIGKILL)
-  its child's process group; a server that dies takes its children with it, and their jobs' processes exit 1.
+  and where the platform lacks ``os.pidfd_open`` or descriptor passing. Killing the job's process stops its child's
+  process group: SIGTERM (the child's ``finally`` blocks run: a SystemExit of status 143), then SIGKILL after
+  ``NETDYN_WARM_GRACE`` seconds (default 10); a server that dies takes its children with it, and their jobs'
+  processes exit 1.
 - What differs from a cold job: Snakemake's benchmark files measure the job's own process, so their memory and CPU
   columns leave out the child's (the wall time ``s`` is right); resource limits (``ulimit``) are the server's.
 
@@ -35,7 +41,11 @@ from pathlib import Path
 PRELOADED = ("torch", "numpy", "pandas", "h5py", "hdf5plugin", "snakemake")
 PREAMBLE_END = "######## snakemake preamble end #########\n"  # the line Snakemake's script preamble ends with
 IDLE_SECONDS = 60.0
+GRACE_SECONDS = 10.0  # between SIGTERM and SIGKILL when a job's process is gone
+REQUEST_SECONDS = 30.0  # a request not received whole in this time is dropped (its job then runs cold)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 STARTED = b"S"  # the server's word that the job's child runs; before it, a job that cannot start here runs cold
+REFUSED = b"R"  # the server's word that it will not run the job, followed by why: the job runs cold and says so
 _SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux
 _in_child = False  # set in a server's child: the job's own hand_off call must run the script, not hand it off again
 
@@ -73,6 +83,7 @@ def socket_path(environ=os.environ) -> Path | None:
         return None
     # netdyn's own folder too: a child imports netdyn's modules from the package the server imported
     identity = [sys.executable, sys.prefix, environ.get("PYTHONPATH", ""), __file__, _version_of(__file__)]
+    identity += [f"{name}={environ.get(name, '')}" for name in THREAD_VARIABLES]
     for name in PRELOADED:
         spec = importlib.util.find_spec(name)
         identity.append(f"{name}={spec.origin if spec else None}:{_version_of(spec.origin) if spec else ''}")
@@ -128,10 +139,13 @@ def hand_off(script_globals: dict) -> None:
     try:
         socket.send_fds(connection, [struct.pack("!Q", len(request))], streams)
         connection.sendall(request)
-        started = _receive(connection, 1) == STARTED
+        word = _receive(connection, 1)
+        why = connection.recv(1000).decode(errors="replace") if word == REFUSED else ""
     except OSError:
-        started = False
-    if not started:  # the server could not start it (and says why in its log): the job runs here, cold
+        word, why = b"", ""
+    if word != STARTED:  # the server could not start it (and says why in its log): the job runs here, cold
+        if why:
+            print(f"netdyn: this job runs cold: {why}", file=sys.stderr)
         connection.close()
         return
     try:
@@ -190,6 +204,7 @@ def serve(path: str | os.PathLike, idle_seconds: float | None = None) -> None:
     import fcntl
     import gc
     import importlib
+    import pickle
     import select
     import signal
     import time
@@ -203,6 +218,9 @@ def serve(path: str | os.PathLike, idle_seconds: float | None = None) -> None:
     except BlockingIOError:
         return
     os.chdir("/")  # not the first job's folder: the server must not keep it busy
+    # The server computes nothing: its libraries start no thread pool (torch's OpenMP pool would be a second thread,
+    # which makes forking unsafe); each child sizes its own from its job's OMP_NUM_THREADS.
+    os.environ.update({name: "1" for name in THREAD_VARIABLES})
     for name in PRELOADED:
         try:
             importlib.import_module(name)
@@ -219,18 +237,33 @@ def serve(path: str | os.PathLike, idle_seconds: float | None = None) -> None:
     listener.bind(os.fspath(path))
     listener.listen(64)
     _log(f"serving {path} (pid {os.getpid()}, idle exit {idle_seconds:g} s)")
+    grace = float(os.environ.get("NETDYN_WARM_GRACE", GRACE_SECONDS))
     jobs: dict[int, tuple[int, socket.socket, str, float]] = {}  # pidfd -> (pid, connection, script, start)
     clients: dict[int, int] = {}  # connection fd -> pidfd, while the job's process waits
+    requests: dict[int, _Request] = {}  # connection fd -> a request still being received
+    stopping: dict[int, float] = {}  # pidfd -> when the job, sent SIGTERM, gets SIGKILL
     idle_since, closing = time.monotonic(), False
     while True:
-        if jobs:
-            timeout = None
+        now = time.monotonic()
+        deadlines = [*stopping.values(), *(request.deadline for request in requests.values())]
+        if jobs or requests:
+            timeout = max(0.0, min(deadlines) - now) if deadlines else None
         elif closing:
             timeout = 0.0
         else:
-            timeout = max(0.0, idle_seconds - (time.monotonic() - idle_since))
-        ready = select.select([listener, *jobs, *clients], [], [], timeout)[0]
-        if not ready and not jobs:
+            timeout = max(0.0, idle_seconds - (now - idle_since))
+        ready = select.select([listener, *jobs, *clients, *requests], [], [], timeout)[0]
+        now = time.monotonic()
+        for pidfd, deadline in list(stopping.items()):
+            if now >= deadline:
+                del stopping[pidfd]
+                _log(f"job {jobs[pidfd][2]} (pid {jobs[pidfd][0]}): still running {grace:g} s after SIGTERM; SIGKILL")
+                _signal_group(jobs[pidfd][0], signal.SIGKILL)
+        for fd, request in list(requests.items()):
+            if now >= request.deadline:
+                _log("dropped a request not received within its time")
+                _drop(requests.pop(fd).connection, request.fds)
+        if not ready and not jobs and not requests:
             if closing:
                 break
             path.unlink(missing_ok=True)  # new jobs start a new server (or run cold); then drain what is queued
@@ -238,15 +271,33 @@ def serve(path: str | os.PathLike, idle_seconds: float | None = None) -> None:
             continue
         for item in ready:
             if item is listener:
+                connection, _ = listener.accept()
+                connection.setblocking(False)
+                requests[connection.fileno()] = _Request(connection, time.monotonic() + REQUEST_SECONDS)
+            elif item in requests:
+                request = requests[item]
                 try:
-                    started = _accept(listener, [lock, listener, *(conn for _, conn, _, _ in jobs.values())], jobs)
+                    complete = request.receive()
+                except (OSError, pickle.UnpicklingError, EOFError, ValueError) as error:
+                    _log(f"dropped a broken request: {error}")
+                    _drop(requests.pop(item).connection, request.fds)
+                    continue
+                if not complete:
+                    continue
+                del requests[item]
+                inherited = [lock, listener, *(conn for _, conn, _, _ in jobs.values())]
+                inherited += [other.connection for other in requests.values()]
+                try:
+                    started = _start(request, inherited, jobs)
                 except Exception as error:  # one job's trouble must not end the server its other jobs run in
                     _log(f"could not take a job: {error!r}")
+                    _drop(request.connection, request.fds)
                     started = None
                 if started is not None:
                     pidfd, connection = started
                     clients[connection.fileno()] = pidfd
             elif item in jobs:
+                stopping.pop(item, None)
                 pid, connection, script, start = jobs.pop(item)
                 clients.pop(connection.fileno(), None)
                 code = _exit_code(os.waitpid(pid, 0)[1])
@@ -265,12 +316,10 @@ def serve(path: str | os.PathLike, idle_seconds: float | None = None) -> None:
                     gone = not connection.recv(1)
                 except OSError:
                     gone = True
-                if gone:  # the job's process is gone (killed): so is its child
-                    _log(f"job {script} (pid {pid}): its process ended; stopping it")
-                    try:
-                        os.killpg(pid, signal.SIGKILL)  # as if it had been killed itself: its writes are atomic
-                    except ProcessLookupError:
-                        pass
+                if gone:  # the job's process is gone (killed): so is its child, after its finally blocks
+                    _log(f"job {script} (pid {pid}): its process ended; stopping it (SIGTERM)")
+                    _signal_group(pid, signal.SIGTERM)
+                    stopping[pidfd] = time.monotonic() + grace
     listener.close()
     _log("idle: exiting")
 
@@ -286,37 +335,82 @@ def _exit_code(status: int) -> int:
     return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell reports it
 
 
-def _accept(listener: socket.socket, inherited: list, jobs: dict) -> tuple[int, socket.socket] | None:
-    """Receive one job and fork its child; ``(pidfd, connection)``, or None where it could not start (its process
-    then runs it cold)."""
-    import pickle
+def _signal_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+class _Request:
+    """A job's request as it arrives on a non-blocking connection: an 8-byte size with the job's standard streams
+    as descriptors, then the pickled request."""
+
+    def __init__(self, connection: socket.socket, deadline: float) -> None:
+        self.connection, self.deadline = connection, deadline
+        self.header, self.payload, self.fds = b"", bytearray(), []
+        self.request: dict | None = None
+
+    def receive(self) -> bool:
+        """Read what has arrived; True once the request is whole (then in ``request``)."""
+        import pickle
+
+        try:
+            if len(self.header) < 8:
+                data, fds, _, _ = socket.recv_fds(self.connection, 8 - len(self.header), 3)
+                self.fds += fds
+                if not data:
+                    raise OSError("the job hung up")
+                self.header += data
+                return False
+            size = struct.unpack("!Q", self.header)[0]
+            chunk = self.connection.recv(min(size - len(self.payload), 1 << 20))
+        except BlockingIOError:
+            return False
+        if not chunk:
+            raise OSError("short request")
+        self.payload += chunk
+        if len(self.payload) < size:
+            return False
+        self.request = pickle.loads(self.payload)
+        self.connection.setblocking(True)
+        return True
+
+
+def _fork_hazard() -> str | None:
+    """Why forking this server now would be unsafe, or None: a thread besides the main one (a fork copies only the
+    calling thread, with any lock another thread held), or CUDA initialised (a child cannot use the context)."""
+    import threading
+
+    try:
+        threads = len(os.listdir("/proc/self/task"))
+    except OSError:
+        threads = threading.active_count()
+    if threads > 1:
+        return f"the warm-start server runs {threads} threads, so it does not fork"
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        return "CUDA is initialised in the warm-start server, so it does not fork"
+    return None
+
+
+def _start(request: _Request, inherited: list, jobs: dict) -> tuple[int, socket.socket] | None:
+    """Fork the child of a received job; ``(pidfd, connection)``, or None where it could not start (its process then
+    runs it cold, told why where the server knows)."""
     import signal
     import time
 
-    connection, _ = listener.accept()
-    connection.settimeout(30)
-    received: list[int] = []
-    try:
-        header, received, _, _ = socket.recv_fds(connection, 8, 3)
-        if len(header) < 8:
-            raise OSError("short header")
-        size = struct.unpack("!Q", header)[0]
-        payload = _receive(connection, size)
-        if len(payload) < size:
-            raise OSError("short request")
-        request = pickle.loads(payload)
-    except (OSError, pickle.UnpicklingError, EOFError) as error:
-        _log(f"dropped a broken request: {error}")
-        _drop(connection, received)
+    connection, received, job = request.connection, request.fds, request.request
+    hazard = _fork_hazard()
+    if hazard is not None:
+        _refuse(connection, received, f"{hazard} ({job['file']})")
         return None
-    connection.settimeout(None)
     sys.stdout.flush()
     server = os.getpid()
     try:
         pid = os.fork()
     except OSError as error:
-        _log(f"could not fork for {request['file']} ({error}): it runs cold")
-        _drop(connection, received)
+        _refuse(connection, received, f"could not fork for {job['file']} ({error})")
         return None
     if pid == 0:
         for handle in [*inherited, connection]:
@@ -325,7 +419,7 @@ def _accept(listener: socket.socket, inherited: list, jobs: dict) -> tuple[int, 
             os.close(pidfd)
         code = 1
         try:
-            code = _run_job(request, received, server)
+            code = _run_job(job, received, server)
         except BaseException:  # never return into the server's loop from a child
             import traceback
 
@@ -340,21 +434,34 @@ def _accept(listener: socket.socket, inherited: list, jobs: dict) -> tuple[int, 
         pidfd = os.pidfd_open(pid)
         connection.sendall(STARTED)
     except OSError as error:  # the job's process is gone, or the child cannot be watched: stop it, run it cold
-        _log(f"could not start {request['file']} ({error})")
+        _log(f"could not start {job['file']} ({error})")
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         _drop(connection, received)
         return None
     for fd in received:
         os.close(fd)
-    jobs[pidfd] = (pid, connection, request["file"], time.monotonic())
+    jobs[pidfd] = (pid, connection, job["file"], time.monotonic())
     return pidfd, connection
+
+
+def _refuse(connection: socket.socket, received: list[int], why: str) -> None:
+    _log(f"{why}: it runs cold")
+    try:
+        connection.sendall(REFUSED + why.encode()[:900])
+    except OSError:
+        pass
+    _drop(connection, received)
 
 
 def _drop(connection: socket.socket, received: list[int]) -> None:
     for fd in received:
         os.close(fd)
     connection.close()
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _run_job(request: dict, streams: list[int], server: int) -> int:
@@ -379,7 +486,7 @@ def _run_job(request: dict, streams: list[int], server: int) -> int:
     if os.getppid() != server:  # it died before that took hold
         return 1
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _terminate)  # the job's finally blocks run, as the server stops it
     for target, fd in zip(request["streams"], streams, strict=True):
         os.dup2(fd, target)
         os.close(fd)
@@ -390,8 +497,9 @@ def _run_job(request: dict, streams: list[int], server: int) -> int:
     sys.path[:] = request["sys_path"]
     sys.argv[:] = request["argv"]
     threads = os.environ.get("OMP_NUM_THREADS", "")
-    if "torch" in sys.modules and threads.isdigit() and int(threads) > 0:  # what torch's import reads, cold
-        sys.modules["torch"].set_num_threads(int(threads))
+    if "torch" in sys.modules:  # what torch's import reads, cold (unset: OpenMP's default, every CPU it may use)
+        count = int(threads) if threads.isdigit() and int(threads) > 0 else len(os.sched_getaffinity(0))
+        sys.modules["torch"].set_num_threads(count)
     code = 0
     try:
         module = types.ModuleType("__main__")

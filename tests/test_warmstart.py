@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -24,8 +25,15 @@ print("ran", os.getpid(), "torch-already-imported" if "torch" in sys.modules els
       os.environ.get("JOB_VALUE"), snakemake.rule, __file__)
 print("to stderr", file=sys.stderr)
 if os.environ.get("JOB_PIDFILE"):
+    import signal, time
+    if os.environ.get("JOB_IGNORE_TERM"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     open(os.environ["JOB_PIDFILE"], "w").write(str(os.getpid()))
-    import time; time.sleep(60)
+    try:
+        time.sleep(60)
+    finally:
+        if os.environ.get("JOB_MARKER"):
+            open(os.environ["JOB_MARKER"], "w").write("cleaned up")
 if os.environ.get("JOB_RAISE"):
     raise ValueError("a job that fails")
 sys.exit(int(os.environ.get("JOB_CODE", "0")))
@@ -51,10 +59,13 @@ def stop_servers(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def start_sleeping_job(script: Path, warm_dir: Path, folder: Path, **popen) -> tuple[subprocess.Popen, int]:
+def start_sleeping_job(
+    script: Path, warm_dir: Path, folder: Path, env: dict | None = None, **popen
+) -> tuple[subprocess.Popen, int]:
     """The job's process, started warm, and the pid of the child that runs it (which writes it, then sleeps)."""
     pidfile = folder / "job.pid"
     environ = {**os.environ, "NETDYN_WARM_START": "1", "NETDYN_WARM_DIR": str(warm_dir), "JOB_PIDFILE": str(pidfile)}
+    environ.update(env or {})
     process = subprocess.Popen(
         [sys.executable, str(script)], env=environ, cwd=folder, stdout=subprocess.DEVNULL, **popen
     )
@@ -253,3 +264,69 @@ def test_a_server_serves_only_jobs_that_import_netdyn_from_its_folder(tmp_path):
     shutil.rmtree(private)
     assert found[1][0] == str(tmp_path / "copy" / "netdyn" / "warmstart.py") and found[0][0] != found[1][0]
     assert found[0][1] != found[1][1]
+
+
+def test_killing_a_jobs_process_lets_the_job_clean_up_then_kills_what_does_not_stop(served, tmp_path, warm_dir):
+    script, _, shared_dir = served
+    marker = tmp_path / "marker"
+    process, job = start_sleeping_job(script, shared_dir, tmp_path, env={"JOB_MARKER": str(marker)})
+    process.kill()
+    process.wait()
+    assert ended_within(job, 20) and marker.read_text() == "cleaned up"  # SIGTERM first: its finally block ran
+
+    (tmp_path / "own").mkdir()
+    own = write_job(tmp_path / "own")
+    run(own, warm_dir, own.parent, NETDYN_WARM_GRACE="1")  # a server that waits 1 s after SIGTERM
+    wait_for_server(warm_dir)
+    process, job = start_sleeping_job(own, warm_dir, own.parent, env={"JOB_IGNORE_TERM": "1"})
+    process.kill()
+    process.wait()
+    assert ended_within(job, 20)
+    log = next(warm_dir.glob("*.log")).read_text()
+    assert "still running 1 s after SIGTERM; SIGKILL" in log
+
+
+def test_a_server_with_a_second_thread_does_not_fork_and_the_job_runs_cold_saying_why(tmp_path, warm_dir):
+    script = write_job(tmp_path)
+    path = warmstart.socket_path({**os.environ, "NETDYN_WARM_DIR": str(warm_dir)})
+    threaded = (
+        "import sys, threading, time; threading.Thread(target=time.sleep, args=(600,), daemon=True).start(); "
+        "import netdyn.warmstart as w; w.serve(sys.argv[1])"
+    )
+    with open(warm_dir / "threaded.log", "w") as log:
+        server = subprocess.Popen([sys.executable, "-c", threaded, str(path)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        result = run(script, warm_dir, tmp_path, JOB_CODE="5")
+    finally:
+        server.kill()
+    assert result.returncode == 5 and result.stdout.split()[2] == "cold", result.stderr
+    assert "netdyn: this job runs cold: the warm-start server runs 2 threads, so it does not fork" in result.stderr
+
+
+def test_a_client_that_sends_slowly_holds_up_no_other_job(served, tmp_path):
+    script, _, warm_dir = served
+    stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stalled.connect(str(wait_for_server(warm_dir)))
+    stalled.sendall(struct.pack("!Q", 1000) + b"{")  # a request of 1,000 bytes announced, one sent, then nothing
+    try:
+        started = time.monotonic()
+        result = run(script, warm_dir, tmp_path)
+        took = time.monotonic() - started
+    finally:
+        stalled.close()
+    assert result.returncode == 0 and result.stdout.split()[2] == "torch-already-imported", result.stderr
+    assert took < 15  # a server reading requests one at a time would wait 30 s for the stalled one
+
+
+def test_the_thread_variables_are_part_of_a_servers_identity():
+    private = Path(tempfile.mkdtemp(prefix="nw", dir="/tmp"))
+    base = {"NETDYN_WARM_DIR": str(private)}
+    try:
+        paths = [warmstart.socket_path({**base, **extra}) for extra in ({}, {}, {"OMP_NUM_THREADS": "2"},
+                                                                         {"MKL_NUM_THREADS": "2"})]  # fmt: skip
+    finally:
+        shutil.rmtree(private)
+    assert paths[0] == paths[1] and len(set(paths)) == 3
