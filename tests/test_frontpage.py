@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from docutils.core import publish_parts
 
-from netdyn.frontpage import claim_figures, front_page, rst_text
+from netdyn.frontpage import REASON_CHARS, claim_figures, front_page, rst_text, short_reason
 
 
 def scorecard() -> pd.DataFrame:
@@ -46,3 +46,15 @@ def test_the_scorecard_renders_as_a_table_with_a_row_per_claim_and_figure_links(
 def test_cells_are_one_line_and_missing_values_are_empty():
     assert rst_text(float("nan")) == "" and rst_text(None) == ""
     assert rst_text("a\nb  c") == "\\ a b c" and rst_text("x_") == "\\ x\\_"
+
+
+def test_a_long_value_or_reason_is_cut_at_a_clause_and_the_page_carries_its_layout():
+    long = "(a) inconclusive: rho 0.74 [-0.32, 1] (n=3) >= 0.5?; (b) inconclusive: rho -0.8 (n=1): < 2 seeds per point"
+    assert short_reason(long) == "(a) inconclusive: rho 0.74 [-0.32, 1] (n=3) >= 0.5? …"
+    assert short_reason("short; reason") == "short; reason" and short_reason(float("nan")) == ""
+    words = short_reason("word " * 60)
+    assert len(words) <= REASON_CHARS + 2 and words.endswith("word …")
+    table = scorecard().assign(reason=[long, "", ""])
+    html = publish_parts(front_page("Introduction.", table, {}), writer_name="html")["html_body"]
+    assert "(b) inconclusive" not in html and "has each claim's quantity, criterion and whole reason" in html
+    assert "<style>" in html and "div.prose.max-w-lg" in html  # the landing page's layout (tests/test_workflow.py)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -210,9 +211,10 @@ def test_every_figure_the_scorecard_and_the_report(tiny_workflow):
     assert "fig3.png_" in front and claims["title"].iloc[0].split()[0] in report
 
 
-def browser_dom(page: Path, budget_ms: int = 10000) -> str:
-    """The DOM of ``page`` after a headless Chromium ran its scripts."""
+def browser_dom(page: Path, budget_ms: int = 10000, width: int = 1400) -> str:
+    """The DOM of ``page`` after a headless Chromium, ``width`` pixels wide, ran its scripts."""
     command = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+               "--disable-background-networking", "--no-first-run", f"--window-size={width},1000",
                f"--virtual-time-budget={budget_ms}", "--dump-dom", page.resolve().as_uri()]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
 
@@ -243,6 +245,46 @@ def test_the_report_opens_in_a_browser_with_its_scorecard_and_every_figure(tiny_
 
     assert {name: (w, h) for name, w, h in sizes} == {path.name: Image.open(path).size for path in figures}
     assert len(figures) == len(FIGURE_GRIDS)
+
+
+# Measures the report's landing page once it has rendered: the boxes of the menu, the introduction, the scorecard
+# table and the workflow graph, and the width of every scorecard cell, into <body data-layout>.
+LAYOUT_PROBE = """<script>
+function probe() {
+  const prose = document.querySelector("div.prose");
+  const graph = document.getElementById("rulegraph");
+  if (!prose || !graph || !prose.querySelector("table")) { setTimeout(probe, 250); return; }
+  const box = (el) => { const r = el.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+  const table = [...prose.querySelectorAll("table")].find((t) => t.textContent.includes("verdict"));
+  const widths = [...table.querySelectorAll("tr")].slice(1).map((r) => [...r.children].map((c) => c.offsetWidth));
+  document.body.dataset.layout = JSON.stringify({
+    menu: box(document.querySelector("nav")), intro: box(prose.querySelector("p")), table: box(table),
+    graph: box(graph), widths: widths, page: window.innerWidth,
+    header: [...table.querySelectorAll("th")].map((c) => c.textContent) });
+}
+window.addEventListener("load", () => setTimeout(probe, 1000));
+</script>"""
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium (make test-data installs Debian's)")
+@pytest.mark.parametrize("width", [1400, 1600])
+def test_the_reports_first_page_is_readable_beside_the_menu_and_the_graph(tiny_workflow, tmp_path, width):
+    report = tiny_workflow / "results" / "report.html"
+    if not report.exists():
+        snakemake(tiny_workflow, "--report", "results/report.html")
+    probed = tmp_path / "report.html"
+    page, end, rest = report.read_text().rpartition("</body>")  # the page's own end tag: the last one
+    probed.write_text(page + LAYOUT_PROBE + end + rest)
+    found = re.search(r'data-layout="([^"]*)"', browser_dom(probed, width=width))
+    assert found, "the probe did not run"
+    layout = json.loads(html.unescape(found.group(1)))
+    menu, intro, table, graph = (layout[key] for key in ("menu", "intro", "table", "graph"))
+    assert intro[0] >= menu[2] and intro[1] >= 0  # the introduction: right of the menu, readable from its top
+    assert table[0] >= menu[2] and table[2] <= layout["page"]  # the scorecard: neither under the menu nor off the page
+    assert graph[1] >= table[3] or graph[0] >= table[2]  # the graph lies below (or beside) the table, not over it
+    column = {name: index for index, name in enumerate(layout["header"])}
+    for cells in layout["widths"]:  # a table, not one-word lines
+        assert cells[column["title"]] >= 200 and cells[column["verdict"]] >= 80 and cells[column["reason"]] >= 150
 
 
 def test_nothing_reruns_without_a_change(tiny_workflow):
