@@ -60,6 +60,7 @@ from netdyn.train import (
     save_resume,
     spec_digest,
     stored_steps,
+    torch_threads,
     training_rows,
 )
 
@@ -180,12 +181,23 @@ def train_group(
     name: str = "stack",
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    """Train the runs ``specs`` (one stack group) together and write each one's snapshots, history and run record to
-    its ``outputs``; returns the run records."""
+    """Train the runs ``specs`` (one stack group) together on ``threads`` torch threads and write each one's
+    snapshots, history and run record to its ``outputs``; returns the run records."""
+    with torch_threads(threads):
+        return _train_group(specs, data_path, outputs, name=name, log=log)
+
+
+def _train_group(
+    specs: Sequence[Mapping[str, Any]],
+    data_path: str | Path,
+    outputs: Sequence[RunPaths],
+    *,
+    name: str,
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
     if len(specs) != len(outputs):
         raise ValueError(f"{len(specs)} specs but {len(outputs)} output sets")
     started = time.time()
-    torch.set_num_threads(threads)
     if len({stack_key(spec) for spec in specs}) != 1:
         raise ValueError(f"stack {name}: its runs differ in what a group must share (netdyn.config.stack_key)")
     first = specs[0]["train"]

@@ -23,7 +23,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -291,6 +291,18 @@ def finish_run(
     return record_json
 
 
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``count`` for a block and restored after it: a library call must not change
+    its caller's setting (the caller's later matmuls would round differently)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def train_run(
     spec: Mapping[str, Any],
     data_path: str | os.PathLike,
@@ -301,13 +313,26 @@ def train_run(
     threads: int = 1,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train the run described by the resolved ``spec`` and write its snapshots, history and run record.
+    """Train the run described by the resolved ``spec`` on ``threads`` torch threads and write its snapshots, history
+    and run record.
 
     ``spec`` holds ``run``, ``model``, ``train`` and ``snapshots`` (the sorted list of steps, ending with
     the last step). Returns the run record written to ``run_json_path``.
     """
+    with torch_threads(threads):
+        return _train_run(spec, data_path, snapshot_dir, history_path, run_json_path, log=log)
+
+
+def _train_run(
+    spec: Mapping[str, Any],
+    data_path: str | os.PathLike,
+    snapshot_dir: str | os.PathLike,
+    history_path: str | os.PathLike,
+    run_json_path: str | os.PathLike,
+    *,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     started = time.time()
-    torch.set_num_threads(threads)
     train_spec = spec["train"]
     schedule = sorted(int(s) for s in spec["snapshots"])
     total = schedule[-1]

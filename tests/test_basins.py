@@ -301,8 +301,11 @@ def test_curves_do_not_depend_on_the_chunk_size():
             curve(model, x, y, amplitudes, generator=torch.Generator().manual_seed(4), max_batch_elements=budget)
             for budget in (None, 100, 5000)
         ]
+        # Chunks of other row counts round differently (MKL, thread partitions): a sample at a tie between two logits
+        # may flip, which moves a draw's accuracy by one sample, 1 / 120; nothing more may differ.
         for mean, std in results[1:]:
-            assert torch.equal(mean, results[0][0]) and torch.equal(std, results[0][1])
+            assert torch.allclose(mean, results[0][0], rtol=0, atol=1 / 120 + 1e-12)
+            assert torch.allclose(std, results[0][1], rtol=0, atol=1 / 120 + 1e-12)
 
 
 # ----------------------------------------------------------------------------------------------------------

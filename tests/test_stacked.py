@@ -115,7 +115,8 @@ def test_a_stacked_group_matches_its_runs_trained_alone(group, synthetic_h5, tmp
         a, b = pd.read_csv(single.history), pd.read_csv(out.history)
         assert a["step"].tolist() == b["step"].tolist() == spec["snapshots"]
         metrics = ["train_acc", "test_acc", "train_acc_bntrain", "test_acc_bntrain"]
-        pd.testing.assert_frame_equal(a[metrics], b[metrics], atol=2e-3)  # one flipped prediction in 1000
+        # At most one prediction flipped by the rounding above: 1 / 100 of the test split (1 / 256 of the train one).
+        pd.testing.assert_frame_equal(a[metrics], b[metrics], atol=1 / 100 + 1e-9)
         pd.testing.assert_series_equal(a["train_loss"], b["train_loss"], rtol=1e-3)
         record = json.loads(out.run_json.read_text())
         assert record["status"] == "completed" and record["stack"]["members"] == [s["run"] for s in group]

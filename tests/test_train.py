@@ -274,3 +274,13 @@ def test_snapshots_that_would_not_fit_on_the_disk_stop_before_training(synthetic
     with pytest.raises(RuntimeError, match=r"run test/base: its snapshots need about .* GB and .* has 0.0 GB free"):
         run(tiny_spec(), synthetic_h5, tmp_path)
     assert not (tmp_path / "snapshots").exists() and not (tmp_path / "history.csv").exists()
+
+
+def test_training_leaves_the_callers_thread_count_as_it_was(synthetic_h5, tmp_path):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run(tiny_spec(), synthetic_h5, tmp_path)  # trains on 1 thread (train_run's default)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
