@@ -284,7 +284,8 @@ def claims_context():
     sources = {dataset_definition(config, name)["source"] for name in datasets}
     context = {"datasets": sorted(datasets), "sources": sorted(sources)}
     sizes = {train_size(config, name) for name in datasets}
-    if len(sizes) == 1 and None not in sizes:  # the full training set, for runs with train.n_train null
+    # The full training set, for runs with train.n_train null.
+    if len(sizes) == 1 and None not in sizes:
         context["n_train"] = sizes.pop()
     return context
 
