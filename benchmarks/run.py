@@ -65,6 +65,14 @@ FULL: dict[str, Any] = {
     "dump": {"samples": 10_000, "depth": 4, "width": 1024},
     "stack": {"n": 4000, "steps": 500, "batch": 128, "depth": 8, "width": 64, "members": 8},
     "hessian": {"samples": 1000, "depth": 4, "width": 256, "probes": 64},
+    "conv": {
+        "samples": 10_000,
+        "channels": 64,
+        "basin_samples": 500,
+        "amplitudes": 20,
+        "noise_repeats": 2,
+        "batch": 256,
+    },  # fmt: skip
     "peak_n": 2048,
 }
 SMOKE: dict[str, Any] = {
@@ -77,6 +85,7 @@ SMOKE: dict[str, Any] = {
     "dump": {"samples": 200, "depth": 2, "width": 32},
     "stack": {"n": 200, "steps": 6, "batch": 16, "depth": 2, "width": 16, "members": 2},
     "hessian": {"samples": 100, "depth": 2, "width": 16, "probes": 8},
+    "conv": {"samples": 300, "channels": 8, "basin_samples": 50, "amplitudes": 4, "noise_repeats": 2, "batch": 8},
     "peak_n": 256,
 }
 # Largest weight difference after 5 steps on the same batches at which the two training loops agree. On the CPU both
@@ -874,6 +883,7 @@ def run(
         ("activation dump", lambda: bench_dump(sizes["dump"], repeats)),
         ("stacked training", lambda: bench_stacked(sizes["stack"], repeats, device)),
         ("Hessian trace", lambda: bench_hessian(sizes["hessian"], repeats, device)),
+        ("any module (conv layers)", lambda: bench_conv(sizes["conv"], repeats)),
     ]
     if preset:
         steps.append(("quick preset", lambda: bench_preset(cores, None)))
@@ -898,6 +908,106 @@ def run(
         if checkpoint:
             checkpoint(results)
     return results
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Any module (netdyn/layerview.py): a conv layer's RPD, a CNN's input basin, field capture of a ResNet-18
+
+
+def small_cnn(channels: int) -> nn.Module:
+    """Conv-BatchNorm2d-ReLU-MaxPool, Conv-ReLU-MaxPool, Linear-ReLU-Linear on one-channel 28x28 images."""
+    return nn.Sequential(
+        nn.Conv2d(1, channels, 3, padding=1),
+        nn.BatchNorm2d(channels),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(channels, channels, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(channels * 7 * 7, 128),
+        nn.ReLU(),
+        nn.Linear(128, 10),
+    )
+
+
+def bench_conv(sizes: dict, repeats: int) -> list[dict]:
+    import torchvision
+
+    from netdyn import layerview
+
+    torch.manual_seed(0)
+    model = layerview.AnalysedNet(small_cnn(sizes["channels"]), (1, 28, 28)).eval()
+    images = torch.rand(sizes["samples"], 784)
+    h = layerview.capture(model, images)[0][0].numpy()  # the first conv layer's channel fields (spatial mean)
+    readout = layerview.readout(model, 1, images).numpy()
+    labels = np.random.default_rng(0).integers(0, 10, sizes["samples"])
+    difference = float(np.abs(rpd.rpd(h, readout, labels)[1] - rpd_rankdata(h, readout, labels)).max())
+    _, base = median_time(lambda: rpd_rankdata(h, readout, labels), repeats)
+    _, mine = median_time(lambda: rpd.rpd(h, readout, labels), repeats)
+    rows = [
+        row(
+            f"RPD of a conv layer ({sizes['channels']} channels)",
+            "scipy.stats.rankdata per (channel, class) column",
+            base,
+            mine,
+            difference <= 1e-9,
+            ">= 10x",
+            statistics.median(base) / statistics.median(mine) >= 10,
+            max_density_difference=difference,
+        )
+    ]
+
+    x = images[: sizes["basin_samples"]]
+    with torch.no_grad():
+        y = model(x).argmax(1)  # labelled by the net itself: clean accuracy 1, so the curve falls
+    amplitudes = np.logspace(-3, 1, sizes["amplitudes"]).tolist()
+    noise = torch.randn(sizes["noise_repeats"], *x.shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        loop = input_basin_loop(model, x, y, amplitudes, noise)
+    ours = basins.input_basin_accuracies(model, x, y, amplitudes, noise)
+    with torch.no_grad():
+        _, base = median_time(lambda: input_basin_loop(model, x, y, amplitudes, noise), repeats)
+    _, mine = median_time(lambda: basins.input_basin_accuracies(model, x, y, amplitudes, noise), repeats)
+    rows.append(
+        row(
+            "input basin of a CNN",
+            "per amplitude and repeat: the model on x + eps xi",
+            base,
+            mine,
+            bool(torch.allclose(loop, ours, atol=1.5 / len(x))),
+            ">= 3x",
+            statistics.median(base) / statistics.median(mine) >= 3,
+            copies=len(amplitudes) * len(noise),
+        )
+    )
+
+    resnet = torchvision.models.resnet18(num_classes=10)
+    resnet.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
+    network = layerview.AnalysedNet(resnet, (1, 28, 28)).eval()
+    batch = torch.rand(sizes["batch"], 784)
+    layerview.view(network)  # found once per model, as every analysis finds it
+
+    def forward() -> torch.Tensor:
+        with torch.no_grad():
+            return network(batch)
+
+    captured = layerview.capture(network, batch)
+    _, base = median_time(forward, repeats)
+    _, mine = median_time(lambda: layerview.capture(network, batch), repeats)
+    rows.append(
+        row(
+            f"field capture of a ResNet-18 batch ({sizes['batch']})",
+            "the plain forward pass",
+            base,
+            mine,
+            bool(torch.equal(captured[2], forward())),
+            "capture <= 1.5x the forward pass (ratio >= 0.67)",
+            statistics.median(mine) <= 1.5 * statistics.median(base),
+            layers=len(captured[0]),
+        )
+    )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:

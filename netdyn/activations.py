@@ -37,7 +37,7 @@ from torch import nn
 
 from netdyn.atomic import atomic_path
 from netdyn.evaluate import eval_mode
-from netdyn.layers import blocks, forward_layers
+from netdyn.layers import blocks, forward_layers, is_general
 
 FORMAT = "netdyn-activations"
 SCHEMA_VERSION = 1
@@ -74,7 +74,23 @@ class ActivationFileError(ValueError):
 
 
 def layer_kinds(model: nn.Sequential) -> list[dict[str, Any]]:
-    """Per hidden layer: width, activation name and whether it has BatchNorm and Dropout."""
+    """Per hidden layer: width, activation name and whether it has BatchNorm and Dropout (any other module: also its
+    name, kind and the conv field's reduction, docs/formats.md)."""
+    if is_general(model):
+        from netdyn.layerview import view
+
+        return [
+            {
+                "width": layer.units,
+                "activation": type(layer.activation).__name__,
+                "batchnorm": layer.norm is not None,
+                "dropout": False,
+                "name": layer.name,
+                "kind": layer.kind,
+                "field": model.conv_field if layer.kind == "conv" else "unit",
+            }
+            for layer in view(model).layers
+        ]
     return [
         {
             "width": block.linear.out_features,

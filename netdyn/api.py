@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,22 @@ def _save_models(models: Any, folder: Path) -> str:
     return str(folder)
 
 
+def _built_modules(checkpoints: str, builder: Callable[[], nn.Module], folder: Path) -> str:
+    """Whole-module checkpoints of ``builder()`` with each state dict of ``checkpoints`` loaded, same file names."""
+    from netdyn.checkpoints import checkpoint_files
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for file in checkpoint_files(checkpoints).values():
+        payload = torch.load(file, map_location="cpu", weights_only=False)
+        if isinstance(payload, nn.Module):
+            module = payload
+        else:
+            module = builder()
+            module.load_state_dict(payload.get("state_dict", payload.get("model_state_dict", payload)))
+        torch.save(module, folder / Path(file).name)
+    return str(folder)
+
+
 def analyze(
     models: nn.Module | Mapping[int, nn.Module] | str,
     data: Any,
@@ -59,6 +75,7 @@ def analyze(
     train: Mapping[str, Any] | None = None,
     analysis: Mapping[str, Any] | None = None,
     model_yaml: str | None = None,
+    model: str | Callable[[], nn.Module] | None = None,
     workdir: str | os.PathLike | None = None,
     log=lambda message: None,
 ) -> dict[str, Any]:
@@ -67,7 +84,9 @@ def analyze(
     ``models``: an ``nn.Sequential`` MLP, a ``{step: model}`` dict, or a glob/folder of checkpoint files.
     ``data``: a netdyn dataset name (``"mnist5k"``), an ``.npz``/HDF5 file with ``x_train, y_train, x_test,
     y_test``, or those four arrays. ``train`` sets what the analyses need to know of training (``loss``,
-    ``batch_size``, ``seed``, ``n_train``); ``analysis`` overrides analysis settings (docs/config.md).
+    ``batch_size``, ``seed``, ``n_train``); ``analysis`` overrides analysis settings (docs/config.md). Any
+    ``nn.Module`` works (netdyn/layerview.py); checkpoints that are state dicts of another network than a netdyn MLP
+    need ``model``: ``"file.py:build"`` or the builder function itself.
     Returns ``metrics``, ``history``, ``rpd``, ``neurons``, ``basins``, ``geometry``, ``projection`` (DataFrames
     with the columns of docs/formats.md; empty when not requested) and ``events`` (a dict).
     """
@@ -76,13 +95,17 @@ def analyze(
         raise ValueError(f"analyses: unknown {unknown}; choose from {list(ANALYSES)}")
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(workdir) if workdir is not None else Path(scratch)
+        checkpoints = _save_models(models, root / "checkpoints")
+        if callable(model):  # a function in a notebook has no file a job could import: keep whole modules instead
+            checkpoints, model = _built_modules(checkpoints, model, root / "built"), None
         config = external_config(
             "api",
             "base",
             _dataset_definition(data, root),
-            _save_models(models, root / "checkpoints"),
+            checkpoints,
             list(analyses),
             model_yaml=model_yaml,
+            builder=str(Path(model.rpartition(":")[0]).resolve()) + ":" + model.rpartition(":")[2] if model else None,
             train=train,
             analysis=analysis,
         )

@@ -39,7 +39,8 @@ def digest(path: Path, algorithm: str = "sha256") -> str:
 
 
 def read_arrays(path: str | os.PathLike) -> tuple[Arrays, Digests]:
-    """The four arrays of ``path`` as ``{train,test}_{images,labels}`` (images flat float32, labels int64) and the
+    """The four arrays of ``path`` as ``{train,test}_{images,labels}`` (images flat float32, labels int64) plus
+    ``sample_shape`` (one sample's shape as stored: what a user's model receives, netdyn.layerview) and the
     file's digest; DataError when the file is unreadable, lacks an array, or its arrays disagree: rows of x and y,
     features of train and test, labels that are not integers 0..C-1."""
     path = Path(path)
@@ -72,7 +73,12 @@ def read_arrays(path: str | os.PathLike) -> tuple[Arrays, Digests]:
         if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
             raise DataError(f"{path}: y_{split} must hold integer class labels 0..C-1")
         arrays[f"{split}_images"] = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
+        arrays[f"{split}_shape"] = x.shape[1:]
         arrays[f"{split}_labels"] = np.asarray(y, dtype=np.int64)
-    if arrays["train_images"].shape[1] != arrays["test_images"].shape[1]:
-        raise DataError(f"{path}: x_train and x_test have different numbers of features")
+    if arrays["train_shape"] != arrays["test_shape"]:
+        raise DataError(
+            f"{path}: x_train's samples have shape {arrays['train_shape']}, x_test's {arrays['test_shape']}"
+        )
+    arrays["sample_shape"] = arrays.pop("train_shape")
+    del arrays["test_shape"]
     return arrays, {path.name: digest(path)}

@@ -37,7 +37,8 @@ from torch import nn
 
 from netdyn.config import ANALYSIS_DEFAULTS
 from netdyn.evaluate import eval_mode
-from netdyn.layers import Block, blocks
+from netdyn.layers import Block, blocks, is_general
+from netdyn.layerview import producers
 
 
 def amplitude_grid(spec: Mapping[str, float]) -> np.ndarray:
@@ -138,9 +139,12 @@ def _mean_std(per_copy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, std
 
 
-def _prepare(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor) -> tuple[list[Block], torch.Tensor, torch.Tensor]:
-    chain = blocks(model)
-    dtype = chain[0].linear.weight.dtype
+def _prepare(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[list[Block] | None, torch.Tensor, torch.Tensor]:
+    """``(chain, flat x in the model's dtype, y)``; ``chain`` is None for a module analysed through its layer view."""
+    chain = None if is_general(model) else blocks(model)
+    dtype = next(model.parameters()).dtype
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ValueError(f"x and y must hold the same, non-zero number of samples ({x.shape[0]} vs {y.shape[0]})")
     return chain, x.flatten(1).to(dtype), y.to(x.device).long()
@@ -190,6 +194,32 @@ def _input_correct_one_repeat(
     return correct
 
 
+def _input_correct(model, chain, x, y, noise, amplitudes, budget) -> torch.Tensor:
+    if chain is not None:
+        return _input_correct_one_repeat(chain, x, y, noise, amplitudes, budget)
+    return _general_input_correct(model, x, y, noise, amplitudes, budget)
+
+
+def _general_input_correct(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor, amplitudes: list[float], budget: int
+) -> torch.Tensor:
+    """:func:`_input_correct_one_repeat` for any module: the (amplitude, sample) copies go through the module as one
+    batch per chunk (its own forward, so the per-copy work is the module's activations, not a matmul chain)."""
+    rows = max(1, budget // x.shape[1])
+    n_chunk = max(1, min(len(x), rows))
+    k_chunk = max(1, min(len(amplitudes), rows // n_chunk))
+    eps_all = torch.tensor(amplitudes, dtype=x.dtype, device=x.device)
+    correct = torch.zeros(len(amplitudes), dtype=torch.long, device=x.device)
+    for s0 in range(0, len(x), n_chunk):
+        xs, ys, xi = x[s0 : s0 + n_chunk], y[s0 : s0 + n_chunk], noise[s0 : s0 + n_chunk]
+        for a0 in range(0, len(amplitudes), k_chunk):
+            eps = eps_all[a0 : a0 + k_chunk]
+            copies = torch.addcmul(xs.unsqueeze(0), eps.view(-1, 1, 1), xi.unsqueeze(0))
+            predictions = model(copies.flatten(0, 1)).view(len(eps), len(xs), -1).argmax(dim=2)
+            correct[a0 : a0 + len(eps)] += (predictions == ys.unsqueeze(0)).sum(dim=1)
+    return correct
+
+
 @torch.no_grad()
 def input_basin_accuracies(
     model: nn.Sequential,
@@ -206,7 +236,7 @@ def input_basin_accuracies(
     noise = noise.reshape(noise.shape[0], *xf.shape).to(xf)
     with eval_mode(model):
         per_repeat = [
-            _input_correct_one_repeat(chain, xf, y, xi, eps, _budget(max_batch_elements, xf.device)) for xi in noise
+            _input_correct(model, chain, xf, y, xi, eps, _budget(max_batch_elements, xf.device)) for xi in noise
         ]
     return torch.stack(per_repeat, dim=1).double().cpu() / len(xf)
 
@@ -236,7 +266,7 @@ def input_basin_curve(
     with eval_mode(model):
         for _ in range(repeats):
             xi = torch.randn(xf.shape, generator=noise_generator, dtype=xf.dtype, device=xf.device)
-            per_repeat.append(_input_correct_one_repeat(chain, xf, y, xi, eps, _budget(max_batch_elements, xf.device)))
+            per_repeat.append(_input_correct(model, chain, xf, y, xi, eps, _budget(max_batch_elements, xf.device)))
     return _mean_std(torch.stack(per_repeat, dim=1).double().cpu() / len(xf))
 
 
@@ -259,17 +289,14 @@ def draw_weight_noise(
     """
     if draws < 1:
         raise ValueError("draws must be >= 1")
-    chain = blocks(model)
-    device = torch.device(device) if device is not None else chain[0].linear.weight.device
+    perturbed = _perturbed_modules(model)
+    device = torch.device(device) if device is not None else perturbed[0].weight.device
     noise_generator = _device_generator(generator, device)
-    dtype = chain[0].linear.weight.dtype
+    dtype = perturbed[0].weight.dtype
     noise: WeightNoise = []
-    for block in chain:
-        linear = block.linear
+    for linear in perturbed:
         weight_noise = torch.empty(draws, *linear.weight.shape, dtype=dtype, device=device)
-        bias_noise = (
-            None if linear.bias is None else torch.empty(draws, linear.out_features, dtype=dtype, device=device)
-        )
+        bias_noise = None if linear.bias is None else torch.empty(draws, *linear.bias.shape, dtype=dtype, device=device)
         noise.append((weight_noise, bias_noise))
     for d in range(draws):
         for weight_noise, bias_noise in noise:
@@ -277,6 +304,14 @@ def draw_weight_noise(
             if bias_noise is not None:
                 bias_noise[d].normal_(generator=noise_generator)
     return noise
+
+
+def _perturbed_modules(model: nn.Module) -> list[nn.Module]:
+    """The modules whose weight and bias the weight-space noise perturbs: an MLP's Linear layers in order; any other
+    module's Linear and Conv layers in registration order (methods.md §27)."""
+    if is_general(model):
+        return [module for _, module in producers(model)]
+    return [block.linear for block in blocks(model)]
 
 
 class _PerturbedBlock:
@@ -383,10 +418,13 @@ def weight_basin_accuracies(
     (absolute); BatchNorm runs in eval mode with its stored statistics. The model itself is not modified.
     """
     chain, xf, y = _prepare(model, x, y)
-    if len(noise) != len(chain):
-        raise ValueError(f"noise has {len(noise)} blocks, the model {len(chain)}")
+    modules = _perturbed_modules(model)
+    if len(noise) != len(modules):
+        raise ValueError(f"noise has {len(noise)} blocks, the model {len(modules)}")
     eps = _amplitude_list(amplitudes)
     draws = noise[0][0].shape[0]
+    if chain is None:
+        return _general_weight_accuracies(model, modules, xf, y, eps, noise, relative)
     with eval_mode(model):
         layers = [
             _PerturbedBlock(block, (w.to(xf), None if b is None else b.to(xf)), relative)
@@ -394,6 +432,42 @@ def weight_basin_accuracies(
         ]
         correct = _weight_correct(layers, chain, xf, y, draws, eps, _budget(max_batch_elements, xf.device))
     return correct.T.double().cpu() / len(xf)
+
+
+def _general_weight_accuracies(
+    model: nn.Module,
+    modules: list[nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    amplitudes: list[float],
+    noise: WeightNoise,
+    relative: bool,
+) -> torch.Tensor:
+    """:func:`weight_basin_accuracies` for any module: each (draw, amplitude) copy is the module with its Linear and
+    Conv weights and biases perturbed in place, evaluated, and restored from a saved copy (bit for bit)."""
+    draws = noise[0][0].shape[0]
+    saved = [(module.weight.detach().clone(), None if module.bias is None else module.bias.detach().clone())
+             for module in modules]  # fmt: skip
+    correct = torch.zeros(len(amplitudes), draws, dtype=torch.long)
+    try:
+        with eval_mode(model):
+            for d in range(draws):
+                for a, eps in enumerate(amplitudes):
+                    for module, (weight, bias), (weight_noise, bias_noise) in zip(modules, saved, noise, strict=True):
+                        step = weight_noise[d].to(weight) * eps
+                        module.weight.copy_(weight * (1 + step) if relative else weight + step)
+                        if bias is not None and bias_noise is not None:
+                            step = bias_noise[d].to(bias) * eps
+                            module.bias.copy_(bias * (1 + step) if relative else bias + step)
+                    for start in range(0, len(x), 4096):
+                        logits = model(x[start : start + 4096])
+                        correct[a, d] += int((logits.argmax(1) == y[start : start + 4096]).sum())
+    finally:
+        for module, (weight, bias) in zip(modules, saved, strict=True):
+            module.weight.copy_(weight)
+            if bias is not None:
+                module.bias.copy_(bias)
+    return correct.double() / len(x)
 
 
 @torch.no_grad()

@@ -45,8 +45,12 @@ def check_flags(args: argparse.Namespace) -> None:
             raise UsageError(f"--snapshots: the pattern {args.snapshots!r} matches no file")
     elif not os.path.exists(args.snapshots):
         raise UsageError(f"--snapshots: {args.snapshots!r} does not exist")
+    model_file = args.model.rpartition(":")[0] if args.model and ":" in args.model else args.model
+    if model_file is not None and not model_file.endswith(".py"):
+        raise UsageError(f"--model: {args.model!r} is not FILE.py:FUNCTION (e.g. mymodel.py:build)")
     for flag, value, kind in (("--analysis", args.analysis, "YAML analysis settings"),
-                              ("--model-yaml", args.model_yaml, "a YAML model description")):  # fmt: skip
+                              ("--model-yaml", args.model_yaml, "a YAML model description"),
+                              ("--model", model_file, "a Python file with the model builder")):  # fmt: skip
         if value is not None:
             check_file(flag, value, kind)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -54,6 +58,12 @@ def check_flags(args: argparse.Namespace) -> None:
     unknown = [name for name in args.analyses.split(",") if name not in STAGES]
     if unknown:
         raise UsageError(f"--analyses: unknown analysis {unknown[0]!r}; choose from {', '.join(STAGES)}")
+
+
+def _builder(reference: str) -> str:
+    """``FILE.py:FUNCTION`` with the file made absolute (``build`` when no function is named)."""
+    file, _, function = reference.rpartition(":") if ":" in reference else (reference, ":", "build")
+    return f"{Path(file).resolve()}:{function or 'build'}"
 
 
 def build_config(args: argparse.Namespace) -> dict:
@@ -65,6 +75,11 @@ def build_config(args: argparse.Namespace) -> dict:
     settings = yaml.safe_load(Path(args.analysis).read_text()) if args.analysis else {}
     if not isinstance(settings or {}, dict):
         raise UsageError(f"--analysis: {args.analysis!r} does not hold a mapping of analysis settings")
+    settings = dict(settings or {})
+    if args.layers:
+        settings["layers"] = [name.strip() for name in args.layers.split(",") if name.strip()]
+    if args.conv_field:
+        settings["conv_field"] = args.conv_field
     return external_config(
         "mine",
         args.label,
@@ -72,6 +87,7 @@ def build_config(args: argparse.Namespace) -> dict:
         location,
         args.analyses.split(","),
         model_yaml=str(Path(args.model_yaml).resolve()) if args.model_yaml else None,
+        builder=_builder(args.model) if args.model else None,
         step_pattern=args.step_pattern,
         train={"loss": args.loss} if args.loss else None,
         analysis=settings or {},
@@ -129,7 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     analyze.add_argument("--out", required=True, help="output folder (the Snakemake working directory)")
     analyze.add_argument("--label", default="run", help="run label (default: run)")
-    analyze.add_argument("--model-yaml", help="model description for state-dict checkpoints")
+    analyze.add_argument("--model-yaml", help="model description for state-dict checkpoints of a netdyn MLP")
+    analyze.add_argument(
+        "--model", help="FILE.py:FUNCTION returning the module the state-dict checkpoints belong to (any network)"
+    )
+    analyze.add_argument("--layers", help="comma-separated activation modules to analyse (default: every one)")
+    analyze.add_argument("--conv-field", choices=["mean", "max", "center"], help="conv field reduction (mean)")
     analyze.add_argument("--step-pattern", help="regex with one group: the step in a file name")
     stages = "; ".join(f"{name}: {stage.summary}" for name, stage in STAGES.items())
     analyze.add_argument(

@@ -94,6 +94,8 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
     "hessian_block": None,
     "hessian_trace_tol": 0.02,
     "cka_debiased": False,
+    "layers": None,
+    "conv_field": "mean",
 }
 DUMP_DEFAULTS: dict[str, Any] = {
     "dtype": "float32",
@@ -455,6 +457,12 @@ def _external_runs(
     for key, kind in (("steps_csv", "a CSV of file, step"), ("model_yaml", "a YAML model description")):
         if external.get(key) is not None:
             check_file(f"{where}.{key}", external[key], kind)
+    builder = None
+    if external.get("model") is not None:
+        file, _, function = str(external["model"]).rpartition(":")
+        if not file.endswith(".py") or not function:
+            raise ConfigError(f"{where}.model: {external['model']!r} is not FILE.py:FUNCTION (e.g. mymodel.py:build)")
+        builder = f"{check_file(f'{where}.model', file, 'a Python file with the model builder').resolve()}:{function}"
     for label, location in external["runs"].items():
         try:
             files = checkpoint_files(
@@ -469,6 +477,9 @@ def _external_runs(
             "files": {str(step): path for step, path in files.items()},
             "model": resolved["model"] if "model" in base else None,
             "model_yaml": external.get("model_yaml"),
+            "builder": builder,
+            "layers": analysis["layers"],
+            "conv_field": analysis["conv_field"],
         }
         resolved["analysis"] = _resolve_analysis(analysis, resolved["snapshots"], f"experiments.{name}.analysis")
         runs[f"{name}/{label}"] = {"run": f"{name}/{label}", "experiment": name, **_kept_weights(resolved)}
@@ -623,6 +634,7 @@ def external_config(
     analyses: list[str],
     *,
     model_yaml: str | None = None,
+    builder: str | None = None,
     step_pattern: str | None = None,
     train: Mapping[str, Any] | None = None,
     analysis: Mapping[str, Any] | None = None,
@@ -632,6 +644,8 @@ def external_config(
     external: dict[str, Any] = {"runs": {label: checkpoints}}
     if model_yaml:
         external["model_yaml"] = str(model_yaml)
+    if builder:
+        external["model"] = str(builder)
     if step_pattern:
         external["step_pattern"] = step_pattern
     experiment: dict[str, Any] = {

@@ -42,6 +42,7 @@ from netdyn.atomic import atomic_path
 
 SCHEMA_VERSION = 1
 IMAGE_SHAPE = (28, 28)
+IMAGE_MODEL_SHAPE = (1, 28, 28)  # one netdyn image as a model that is not an MLP receives it
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -253,6 +254,7 @@ def prepare(spec: Mapping[str, Any], out_path: str | os.PathLike, *, log: Callab
             handle.attrs[f"{split}_class_counts"] = json.dumps(class_counts(arrays[f"{split}_labels"], n_classes))
         handle.attrs.update({"source": spec["source"], "schema_version": SCHEMA_VERSION, "sha256": json.dumps(digests)})
         handle.attrs["n_classes"] = n_classes
+        handle.attrs["sample_shape"] = json.dumps(list(arrays.get("sample_shape", IMAGE_MODEL_SHAPE)))
     log(
         f"{out_path}: {spec['source']}, {len(arrays['train_labels'])} train / {len(arrays['test_labels'])} test "
         f"images, {n_classes} classes"
@@ -282,6 +284,17 @@ def _read_h5(path: Path) -> list[np.ndarray]:
                 f"{path}: bad layout (images {images.dtype}{images.shape}, labels {labels.dtype}{labels.shape})"
             )
     return arrays
+
+
+def sample_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """The shape one sample has for a model that is not an MLP (the stored arrays are flat): as the user's arrays
+    had it, or one-channel 28x28 images for netdyn's own datasets (torchvision's ``[1, H, W]``)."""
+    with h5py.File(path, "r") as handle:
+        stored = handle.attrs.get("sample_shape")
+        if stored is not None:
+            return tuple(json.loads(stored))
+        images = handle["train/images"]
+        return IMAGE_MODEL_SHAPE if images.ndim == 3 else tuple(images.shape[1:])
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Dataset:

@@ -88,7 +88,8 @@ def bn_train_mode_forward(
     model: nn.Sequential, x: torch.Tensor, batch_size: int, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Last hidden-layer outputs and logits with BatchNorm normalizing shuffled mini-batches by their own
-    statistics (§11.2, primary reading), returned in the order of ``x``.
+    statistics (§11.2, primary reading), returned in the order of ``x``. For a module analysed through its layer
+    view the outputs are None (only the logits are computed, batch by batch).
 
     Buffers are left untouched and Dropout stays off. A trailing batch of one sample is merged into the
     previous one, since BatchNorm cannot normalize a single sample. All batches of one size go through the net
@@ -96,13 +97,15 @@ def bn_train_mode_forward(
     ``model.train()`` on each batch in turn, in one pass instead of one per batch (a batch of 16 on 60,000 samples
     would otherwise be 3,750 forward passes).
     """
-    from netdyn.layers import blocks
+    from netdyn.layers import blocks, is_general
 
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(x.device)
     starts = list(range(0, len(x), batch_size))
     if len(starts) > 1 and len(x) - starts[-1] < 2:
         starts.pop()
     stops = starts[1:] + [len(x)]
+    if is_general(model):
+        return None, _general_bn_train_logits(model, x, order, starts, stops)
     *hidden_blocks, output = blocks(model)
     flat = x.flatten(1)
     hidden = logits = None
@@ -118,6 +121,22 @@ def bn_train_mode_forward(
         hidden[index.flatten()] = values.reshape(-1, values.shape[-1])
         logits[index.flatten()] = batch_logits.reshape(-1, batch_logits.shape[-1])
     return hidden, logits
+
+
+def _general_bn_train_logits(model: nn.Module, x: torch.Tensor, order, starts, stops) -> torch.Tensor:
+    """Logits of any module with its BatchNorm layers in train mode, batch by batch (Dropout off, buffers restored)."""
+    logits = None
+    with eval_mode(model), frozen_bn_buffers(model):
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.train()
+        for start, stop in zip(starts, stops, strict=True):
+            index = order[start:stop]
+            batch_logits = model(x[index])
+            if logits is None:
+                logits = torch.empty(len(x), batch_logits.shape[1], dtype=batch_logits.dtype, device=x.device)
+            logits[index] = batch_logits
+    return logits
 
 
 def _batch_normalized_field(block, values: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,8 @@ Accepted shape (methods.md §1.1–§1.4, docs/design.md "Layers and indices")::
 ``l = 0`` is the input, ``l = 1..D`` the hidden layers, ``l = L = D + 1`` the logits. The local field
 ``h`` of a hidden layer is the argument of its activation (after BatchNorm); its output is ``x = f(h)``.
 Anything else is rejected with an error naming the first unsupported module, so every analysis can
-rely on this structure.
+rely on this structure. Any other module reaches the analyses wrapped in ``netdyn.layerview.AnalysedNet``, whose
+layer view (``netdyn/layerview.py``, methods.md §27) :func:`depth` and :func:`forward_layers` use instead.
 """
 
 from __future__ import annotations
@@ -81,8 +82,19 @@ def _unsupported(module: nn.Module, index: int, why: str) -> UnsupportedModelErr
     )
 
 
-def depth(model: nn.Sequential) -> int:
-    """Number of hidden layers D."""
+def is_general(model: nn.Module) -> bool:
+    """Whether ``model`` is analysed through its layer view (any module) rather than as a flat MLP chain."""
+    from netdyn.layerview import AnalysedNet
+
+    return isinstance(model, AnalysedNet)
+
+
+def depth(model: nn.Module) -> int:
+    """Number of hidden (analysed) layers D."""
+    if is_general(model):
+        from netdyn.layerview import view
+
+        return len(view(model).layers)
     return len(blocks(model)) - 1
 
 
@@ -99,8 +111,13 @@ def forward_layers(
     """Eval-mode forward returning per hidden layer the fields ``hs[l-1]`` and outputs ``xs[l-1]``, and the logits.
 
     The caller sets the mode (``model.eval()`` for every analysis); Dropout is skipped here because it is
-    the identity in eval mode and the analyses never use it.
+    the identity in eval mode and the analyses never use it. Any other module: its layer view's fields and pooled
+    outputs (``netdyn.layerview.capture``).
     """
+    if is_general(model):
+        from netdyn.layerview import capture
+
+        return capture(model, x)
     x = x.flatten(1)
     hs, xs = [], []
     *hidden, output = blocks(model)

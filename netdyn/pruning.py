@@ -32,7 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from netdyn.layers import Block, blocks, folded_affine
+from netdyn.layers import Block, blocks, depth, folded_affine, is_general
+from netdyn.layerview import linearised_logits
 
 DEFAULT_RIDGE = 1e-6
 DEFAULT_COND_LIMIT = 1e10
@@ -266,9 +267,12 @@ def pruning_table(
     ablation ``lmap_field_acc``: the L-map fed with ``h^{(l-1)}`` (for l = 1 the input, identical to ``lmap_acc``).
 
     Each row: ``start_layer, lp_test_acc, lp_train_acc, lmap_acc, lmap_weights_only_acc, lp_ridge_lambda`` (+
-    ``lmap_field_acc``). The work runs on the model's device.
+    ``lmap_field_acc``). The work runs on the model's device. For any other module (``netdyn.layerview``) the
+    outputs are its layers' pooled outputs, and the L-maps are its linearised tail run on ``test_xs[0]``
+    (methods.md §27); ``lmap_field_acc`` is then not measured.
     """
-    layers = len(blocks(model))
+    general = is_general(model)
+    layers = depth(model) + 1
     if len(train_xs) != layers or len(test_xs) != layers:
         raise ValueError(
             f"pruning_table: need {layers} layer outputs x^(0)..x^(L-1) per split, "
@@ -282,9 +286,15 @@ def pruning_table(
     device = _model_device(model)
     train_logits = _tensor(train_logits, device)
     test_labels = _tensor(test_labels, device)
-    exact_maps, weight_maps = lmap_all(model), lmap_all(model, fold_bn=False, bias=False)
+    starts = list(start_layers or range(1, layers + 1))
+    if general:
+        test_input = _tensor(test_xs[0], device)
+        general_logits = linearised_logits(model, test_input, starts)
+        weights_only_logits = linearised_logits(model, test_input, starts, weights_only=True)
+    else:
+        exact_maps, weight_maps = lmap_all(model), lmap_all(model, fold_bn=False, bias=False)
     rows = []
-    for start in start_layers or range(1, layers + 1):
+    for start in starts:
         train_x = _tensor(train_xs[start - 1], device)
         test_x = _tensor(test_xs[start - 1], device)
         coefficients, info = fit_lp_details(train_x, train_logits, affine=affine, ridge=ridge, cond_limit=cond_limit)
@@ -296,11 +306,16 @@ def pruning_table(
                 if train_labels is not None
                 else float("nan")
             ),
-            "lmap_acc": accuracy(affine_logits(*exact_maps[start - 1], test_x), test_labels),
-            "lmap_weights_only_acc": accuracy(affine_logits(*weight_maps[start - 1], test_x), test_labels),
             "lp_ridge_lambda": info["ridge_lambda"],
         }
-        if test_hs is not None:
+        if general:
+            row["lmap_acc"] = accuracy(general_logits[start], test_labels)
+            row["lmap_weights_only_acc"] = accuracy(weights_only_logits[start], test_labels)
+        else:
+            row["lmap_acc"] = accuracy(affine_logits(*exact_maps[start - 1], test_x), test_labels)
+            row["lmap_weights_only_acc"] = accuracy(affine_logits(*weight_maps[start - 1], test_x), test_labels)
+        row["lp_ridge_lambda"] = row.pop("lp_ridge_lambda")  # the documented column order
+        if test_hs is not None and not general:
             field = test_x if start == 1 else _tensor(test_hs[start - 2], device)
             row["lmap_field_acc"] = accuracy(affine_logits(*exact_maps[start - 1], field), test_labels)
         rows.append(row)

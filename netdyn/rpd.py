@@ -39,7 +39,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from netdyn.layers import depth
+from netdyn.layers import depth, is_general
+from netdyn.layerview import example_input
+from netdyn.layerview import readout as general_readout
+from netdyn.layerview import readouts as general_readouts
 from netdyn.pruning import lmap, lmap_all
 
 DEFAULT_BINS = 50
@@ -58,6 +61,8 @@ def lmap_readout(model: nn.Sequential, layer: int) -> torch.Tensor:
     """
     if not 1 <= layer <= depth(model):
         raise ValueError(f"RPD layer must be a hidden layer 1..{depth(model)}, got {layer}")
+    if is_general(model):
+        return general_readout(model, layer, example_input(model))
     matrix, _ = lmap(model, layer + 1, fold_bn=True, bias=False)
     return matrix.T
 
@@ -359,10 +364,14 @@ def rpd_for_layers(
     of the analysis samples (tensors or arrays)."""
     if len(hs) != depth(model):
         raise ValueError(f"rpd_for_layers: need the fields of all {depth(model)} hidden layers, got {len(hs)}")
-    maps = lmap_all(model, bias=False)  # one backward sweep; the readout of layer m is M(m + 1)ᵀ
+    if is_general(model):  # the layer view's A^{(m)}: per channel, summed over positions (methods.md §27)
+        readouts = general_readouts(model, list(layers or range(1, len(hs) + 1)), example_input(model))
+    else:
+        maps = lmap_all(model, bias=False)  # one backward sweep; the readout of layer m is M(m + 1)ᵀ
+        readouts = {layer: maps[layer][0].T for layer in layers or range(1, len(hs) + 1)}
     results = []
     for layer in layers or range(1, len(hs) + 1):
-        readout = maps[layer][0].T
+        readout = readouts[layer]
         centers, density, neurons = rpd_with_neurons(
             hs[layer - 1], readout, labels, bins, chunk_elements=chunk_elements
         )

@@ -65,8 +65,9 @@ def is_diverged(path: str | os.PathLike) -> bool:
     return bool(read(path).get("diverged", False))
 
 
-def load_snapshot(path: str | os.PathLike) -> tuple[nn.Sequential, dict[str, Any]]:
-    """Return ``(model, meta)``: the model on the CPU in eval mode, and everything else in the file.
+def load_snapshot(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """Return ``(model, meta)``: the model on the CPU in eval mode (a netdyn MLP, or a user's network wrapped for its
+    layer view), and everything else in the file.
 
     Raises DivergedSnapshotError for a divergence marker.
     """
@@ -74,7 +75,15 @@ def load_snapshot(path: str | os.PathLike) -> tuple[nn.Sequential, dict[str, Any
     if payload.get("diverged"):
         raise DivergedSnapshotError(f"{path}: run diverged at step {payload['diverged_at']}; no weights here")
     spec = payload["spec"]
-    model = build(spec["model"])
+    if "module" in spec["model"]:  # a user's own network (netdyn.usermodels)
+        from netdyn.usermodels import UserModelError, from_description
+
+        try:
+            model = from_description(spec["model"])
+        except UserModelError as error:
+            raise SnapshotError(f"{path}: {error}") from None
+    else:
+        model = build(spec["model"])
     dtype = getattr(torch, spec["train"]["dtype"])
     model.to(dtype)
     try:

@@ -16,6 +16,7 @@ from torch import nn
 import netdyn
 from netdyn.config import ConfigError
 from netdyn.external import ExternalRunError, checkpoint_files, load_checkpoint
+from netdyn.layerview import AnalysedNet, view
 from netdyn.stages import STAGES
 from tests.conftest import ROOT
 
@@ -186,26 +187,31 @@ def test_steps_come_from_file_names_or_a_csv(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (nn.Sequential(nn.Linear(20, 8), nn.ReLU(), nn.Conv1d(1, 1, 1), nn.Linear(8, 3)), "Conv1d"),
-        (
-            nn.Sequential(nn.Linear(20, 8), nn.Tanh(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)),
-            "share one activation",
-        ),
-        (nn.Conv1d(1, 1, 1), "expected an nn.Sequential"),
-        (
-            nn.Sequential(nn.Linear(20, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)),
-            "some hidden",
-        ),
-        ({"0.weight": torch.zeros(8, 20)}, "needs a model spec"),
+        ({"0.weight": torch.zeros(8, 20)}, "needs its model"),
         ([1, 2, 3], "not a model or a state dict"),
     ],
 )
-def test_unsupported_models_and_malformed_checkpoints_are_named(tmp_path, content, message):
+def test_malformed_checkpoints_are_named(tmp_path, content, message):
     path = tmp_path / "ckpt_1.pt"
     torch.save(content, path)
     with pytest.raises(ExternalRunError, match=message) as error:
         load_checkpoint(str(path))
     assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        nn.Sequential(nn.Linear(20, 8), nn.Tanh(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)),  # mixed activations
+        nn.Sequential(nn.Linear(20, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)),
+    ],
+)
+def test_an_mlp_that_is_no_netdyn_chain_is_analysed_through_its_layer_view(tmp_path, module):
+    path = tmp_path / "ckpt_1.pt"
+    torch.save(module, path)
+    model, description = load_checkpoint(str(path), view={"input_shape": [20]})
+    assert isinstance(model, AnalysedNet) and description["module"] == {"file": str(path)}
+    assert [layer.units for layer in view(model).layers] == [8, 8]
 
 
 def test_a_truncated_checkpoint_and_a_mismatched_state_dict(tmp_path):

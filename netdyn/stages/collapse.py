@@ -13,10 +13,18 @@ from typing import Any
 import torch
 
 from netdyn.collapse import nc1, nc2, nc3, nc4
-from netdyn.layers import blocks
+from netdyn.layers import blocks, is_general
+from netdyn.layerview import head as general_head
 from netdyn.metrics import metric_frame, metric_row
 from netdyn.stages import Sources
 from netdyn.stages.common import training_fields
+
+NC_HEAD = ("nc3", "nc4")  # they need the output layer's weights and predictions from the last hidden layer
+
+
+def output_layer(model) -> tuple[Any, str]:
+    """The Linear that makes the logits from the last hidden layer's outputs, or None and why (any module)."""
+    return general_head(model) if is_general(model) else (blocks(model)[-1].linear, "")
 
 
 def run(run: str, sources: Sources, steps: Sequence[int], settings: Mapping[str, Any], log=print) -> dict:
@@ -29,7 +37,11 @@ def run(run: str, sources: Sources, steps: Sequence[int], settings: Mapping[str,
             for name, value in nc2(features, labels).items():
                 rows.append(metric_row(run, step, name, value, layer))
         last = len(outputs)
-        head = blocks(model)[-1].linear
+        head, why = output_layer(model)
+        if head is None:
+            rows += [metric_row(run, step, name, float("nan"), last, note=f"not applicable: {why}") for name in NC_HEAD]
+            log(f"step {step}: NC3 and NC4 not measured: {why}")
+            continue
         classifier = head.weight.detach().double().cpu()
         logits = outputs[-1] @ classifier.T + head.bias.detach().double().cpu()
         rows.append(metric_row(run, step, "nc3", nc3(outputs[-1], labels, classifier), last))

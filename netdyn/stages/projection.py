@@ -21,7 +21,8 @@ import pandas as pd
 from netdyn import data as datasets
 from netdyn.evaluate import bn_train_mode_forward, eval_mode, has_batchnorm
 from netdyn.events import checkpoint_steps
-from netdyn.layers import forward_layers
+from netdyn.layers import forward_layers, is_general
+from netdyn.layerview import head as general_head
 from netdyn.metrics import curve_table
 from netdyn.projection import bottleneck, output_weight, project
 from netdyn.samples import training_indices
@@ -58,13 +59,20 @@ def run(run: str, sources: Sources, steps: Sequence[int], settings: Mapping[str,
     batch_size, seed = int(spec["batch_size"]), int(spec["seed"])
     frames = []
     for step, model in models(sources.snapshots, steps, data.train_x.device, log):
-        weight, _, _ = bottleneck(output_weight(model))
+        general = is_general(model)
+        head, why = general_head(model) if general else (None, "")
+        if general and head is None:
+            log(f"step {step}: no projection: {why}")
+            continue
+        weight, _, _ = bottleneck(head.weight if general else output_weight(model))
         dtype = dtype_of(model)
+        # Train-mode BatchNorm projections need the MLP's batched forward; a general module is projected in eval mode.
+        modes = ["eval", "train"] if has_batchnorm(model) and not general else ["eval"]
         for split, (x, y, rows) in splits.items():
             labels = y.cpu().numpy()
             chosen = np.concatenate([np.flatnonzero(labels == d)[:per_digit] for d in digits])
             chosen.sort()
-            for mode in ["eval", "train"] if has_batchnorm(model) else ["eval"]:
+            for mode in modes:
                 if mode == "eval":
                     with eval_mode(model):
                         _, outputs, _ = forward_layers(model, x[chosen].to(dtype))
