@@ -21,7 +21,7 @@ from torch import nn
 from netdyn.activations import dump_run
 from netdyn.config import dump_steps, external_config, load_config, user_dataset, writes_dumps
 from netdyn.data import prepare
-from netdyn.external import import_run
+from netdyn.external import check_first_checkpoint, import_run
 from netdyn.metrics import collect
 from netdyn.stages import ANALYSES, DEFAULT_ANALYSES, RUN_TABLES, STAGES, Sources, runner
 
@@ -110,6 +110,7 @@ def analyze(
             analysis=analysis,
         )
         spec = load_config(config, SCHEMA)["api/base"]
+        check_first_checkpoint(spec, config["datasets"]["api"])
         return run_all(spec, config["datasets"]["api"], root, log=log)
 
 

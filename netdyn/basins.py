@@ -38,7 +38,7 @@ from torch import nn
 from netdyn.config import ANALYSIS_DEFAULTS
 from netdyn.evaluate import eval_mode
 from netdyn.layers import Block, blocks, is_general
-from netdyn.layerview import producers
+from netdyn.layerview import evaluation_copy, largest_activation, producers
 
 
 def amplitude_grid(spec: Mapping[str, float]) -> np.ndarray:
@@ -203,9 +203,11 @@ def _input_correct(model, chain, x, y, noise, amplitudes, budget) -> torch.Tenso
 def _general_input_correct(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor, amplitudes: list[float], budget: int
 ) -> torch.Tensor:
-    """:func:`_input_correct_one_repeat` for any module: the (amplitude, sample) copies go through the module as one
-    batch per chunk (its own forward, so the per-copy work is the module's activations, not a matmul chain)."""
-    rows = max(1, budget // x.shape[1])
+    """:func:`_input_correct_one_repeat` for any module: the (amplitude, sample) copies go through a channels-last copy
+    of the module (on the CPU) in batches whose largest activation holds about ``budget`` numbers, cache-sized on the
+    CPU: a conv net's forward pass is memory-bound at large batches there (benchmarks/RESULTS.md)."""
+    rows = max(1, budget // max(x.shape[1], largest_activation(model)))
+    network = evaluation_copy(model)
     n_chunk = max(1, min(len(x), rows))
     k_chunk = max(1, min(len(amplitudes), rows // n_chunk))
     eps_all = torch.tensor(amplitudes, dtype=x.dtype, device=x.device)
@@ -215,7 +217,7 @@ def _general_input_correct(
         for a0 in range(0, len(amplitudes), k_chunk):
             eps = eps_all[a0 : a0 + k_chunk]
             copies = torch.addcmul(xs.unsqueeze(0), eps.view(-1, 1, 1), xi.unsqueeze(0))
-            predictions = model(copies.flatten(0, 1)).view(len(eps), len(xs), -1).argmax(dim=2)
+            predictions = network(copies.flatten(0, 1)).view(len(eps), len(xs), -1).argmax(dim=2)
             correct[a0 : a0 + len(eps)] += (predictions == ys.unsqueeze(0)).sum(dim=1)
     return correct
 
@@ -424,7 +426,8 @@ def weight_basin_accuracies(
     eps = _amplitude_list(amplitudes)
     draws = noise[0][0].shape[0]
     if chain is None:
-        return _general_weight_accuracies(model, modules, xf, y, eps, noise, relative)
+        budget = _budget(max_batch_elements, xf.device)
+        return _general_weight_accuracies(model, modules, xf, y, eps, noise, relative, budget)
     with eval_mode(model):
         layers = [
             _PerturbedBlock(block, (w.to(xf), None if b is None else b.to(xf)), relative)
@@ -442,31 +445,30 @@ def _general_weight_accuracies(
     amplitudes: list[float],
     noise: WeightNoise,
     relative: bool,
+    budget: int,
 ) -> torch.Tensor:
-    """:func:`weight_basin_accuracies` for any module: each (draw, amplitude) copy is the module with its Linear and
-    Conv weights and biases perturbed in place, evaluated, and restored from a saved copy (bit for bit)."""
+    """:func:`weight_basin_accuracies` for any module: each (draw, amplitude) copy is an evaluation copy of the module
+    (:func:`_general_input_correct`'s) with its Linear and Conv weights and biases perturbed from the originals,
+    evaluated in cache-sized batches; the model itself is not touched."""
     draws = noise[0][0].shape[0]
-    saved = [(module.weight.detach().clone(), None if module.bias is None else module.bias.detach().clone())
-             for module in modules]  # fmt: skip
+    network = evaluation_copy(model)
+    targets = _perturbed_modules(network)  # the same modules of the copy, in the same order
+    rows = max(1, budget // max(x.shape[1], largest_activation(model)))
     correct = torch.zeros(len(amplitudes), draws, dtype=torch.long)
-    try:
-        with eval_mode(model):
-            for d in range(draws):
-                for a, eps in enumerate(amplitudes):
-                    for module, (weight, bias), (weight_noise, bias_noise) in zip(modules, saved, noise, strict=True):
-                        step = weight_noise[d].to(weight) * eps
-                        module.weight.copy_(weight * (1 + step) if relative else weight + step)
-                        if bias is not None and bias_noise is not None:
-                            step = bias_noise[d].to(bias) * eps
-                            module.bias.copy_(bias * (1 + step) if relative else bias + step)
-                    for start in range(0, len(x), 4096):
-                        logits = model(x[start : start + 4096])
-                        correct[a, d] += int((logits.argmax(1) == y[start : start + 4096]).sum())
-    finally:
-        for module, (weight, bias) in zip(modules, saved, strict=True):
-            module.weight.copy_(weight)
-            if bias is not None:
-                module.bias.copy_(bias)
+    with eval_mode(network):
+        for d in range(draws):
+            for a, eps in enumerate(amplitudes):
+                for source, target, (weight_noise, bias_noise) in zip(modules, targets, noise, strict=True):
+                    weight = source.weight.detach()
+                    step = weight_noise[d].to(weight) * eps
+                    target.weight.copy_(weight * (1 + step) if relative else weight + step)
+                    if source.bias is not None and bias_noise is not None:
+                        bias = source.bias.detach()
+                        step = bias_noise[d].to(bias) * eps
+                        target.bias.copy_(bias * (1 + step) if relative else bias + step)
+                for start in range(0, len(x), rows):
+                    logits = network(x[start : start + rows])
+                    correct[a, d] += int((logits.argmax(1) == y[start : start + rows]).sum())
     return correct.double() / len(x)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from netdyn.checkpoints import ExternalRunError
 from netdyn.config import ConfigError, check_file, external_config, load_config, user_dataset
 from netdyn.stages import DEFAULT_ANALYSES, STAGES
 
@@ -172,8 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_flags(args)
         config = build_config(args)
-        load_config(config, ROOT / "schemas" / "config.schema.yaml")
-    except (UsageError, ConfigError, FileNotFoundError, yaml.YAMLError) as error:
+        (spec,) = load_config(config, ROOT / "schemas" / "config.schema.yaml").values()
+        from netdyn.external import check_first_checkpoint  # torch: once the flags are right
+
+        check_first_checkpoint(spec, config["datasets"]["mine"])
+    except (UsageError, ConfigError, FileNotFoundError, yaml.YAMLError, ExternalRunError) as error:
         print(f"netdyn analyze: {error}".splitlines()[0], file=sys.stderr)
         return 2
     out = Path(args.out).resolve()  # Snakemake reads the config after moving into --directory

@@ -201,6 +201,32 @@ def _checked_general(model: nn.Module, description: dict[str, Any], file: str, x
     description["skipped_layers"] = [f"{name}: {why}" for name, why in layer_view.skipped]
 
 
+def check_first_checkpoint(spec: Mapping[str, Any], dataset: Mapping[str, Any]) -> None:
+    """Before anything runs: the run's first checkpoint loads, and two samples of the data's shape go through it
+    (a user's module) or its input size and outputs fit the data (a netdyn MLP); ExternalRunError names the file."""
+    from netdyn.arrays import read_arrays
+
+    external = spec["external"]
+    first = external["files"][min(external["files"], key=int)]
+    if dataset.get("source") == "arrays":
+        arrays, _ = read_arrays(dataset["path"])
+        shape = tuple(arrays["sample_shape"])
+        classes = int(max(arrays["train_labels"].max(), arrays["test_labels"].max())) + 1
+    else:
+        shape, classes = datasets.IMAGE_MODEL_SHAPE, 10
+    features = math.prod(shape)
+    model_spec = spec_from_yaml(external["model_yaml"]) if external.get("model_yaml") else external.get("model")
+    view = {"input_shape": list(shape), "input_size": features, "layers": external.get("layers")}
+    view["conv_field"] = external.get("conv_field", "mean")
+    model, description = load_checkpoint(first, model_spec, builder=external.get("builder"), view=view)
+    if "module" in description:
+        _checked_general(model, description, first, torch.zeros(2, features), classes)
+    elif description["input_size"] != features:
+        raise ExternalRunError(f"{first}: the model takes {description['input_size']} inputs, the data has {features}")
+    elif description["classes"] < classes:
+        raise ExternalRunError(f"{first}: the model has {description['classes']} outputs, the data {classes} classes")
+
+
 def import_run(
     spec: Mapping[str, Any],
     data_path: str | os.PathLike,

@@ -174,3 +174,15 @@ def test_what_cannot_be_analysed_is_named(tmp_path, cnn_run):
         netdyn.analyze({0: build()}, str(wide), ["rpd"], workdir=tmp_path / "work")
     with pytest.raises(ExternalRunError, match="no analysable layer"):
         netdyn.analyze({0: nn.Sequential(nn.Flatten(), nn.Linear(1024, 10), nn.Softmax(dim=1))}, str(wide), ["rpd"])
+
+
+def test_chosen_layers_in_their_order_and_another_conv_field(cnn_run):
+    root, build = cnn_run
+    settings = {**ANALYSIS, "layers": ["5", "2"], "conv_field": "center"}
+    tables = netdyn.analyze(str(root / "ckpt"), str(root / "digits.npz"), ["rpd"], analysis=settings, model=build)
+    neurons = tables["neurons"].query("step == 80")
+    assert neurons.groupby("layer").size().to_dict() == {1: 16, 2: 8}  # the second conv layer first, as named
+    mean = netdyn.analyze(str(root / "ckpt"), str(root / "digits.npz"), ["rpd"], analysis=ANALYSIS, model=build)
+    centre = tables["metrics"].query("metric == 'rpd_gradient' and step == 80 and layer == 2")["value"].item()
+    spatial_mean = mean["metrics"].query("metric == 'rpd_gradient' and step == 80 and layer == 1")["value"].item()
+    assert centre != spatial_mean  # the same layer (the first conv) read through another reduction

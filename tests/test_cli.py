@@ -27,10 +27,21 @@ def inputs(tmp_path: Path) -> dict[str, Path]:
     checkpoints.mkdir()
     torch.save(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), checkpoints / "ckpt_0.pt")
     (tmp_path / "a_file").write_text("x")
+    (tmp_path / "state").mkdir()
+    torch.save(
+        nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)).state_dict(), tmp_path / "state" / "ckpt_0.pt"
+    )
     arrays = dict(np.load(data))
     np.savez(tmp_path / "xy.npz", x=arrays["x_train"], y=arrays["y_train"])  # the names a user might pick
     np.savez(tmp_path / "rows.npz", **{**arrays, "y_train": arrays["y_train"][:59]})
     np.savez(tmp_path / "labels.npz", **{**arrays, "y_test": arrays["y_test"].astype(np.float32)})
+    np.savez(
+        tmp_path / "wide.npz", **{**arrays, "x_train": rng.normal(size=(60, 5)), "x_test": rng.normal(size=(20, 5))}
+    )
+    np.savez(tmp_path / "classes.npz", **{**arrays, "y_test": np.arange(20) % 3})
+    (tmp_path / "build.py").write_text(
+        "from torch import nn\n\ndef build():\n    return nn.Sequential(nn.Linear(4, 3))\n"
+    )
     return {"data": data, "checkpoints": checkpoints, "file": tmp_path / "a_file", "root": tmp_path}
 
 
@@ -55,6 +66,14 @@ BAD_FLAGS = [
     ({"--data": "{root}/rows.npz"}, "--data: {root}/rows.npz: x_train has 60 rows but y_train has 59"),
     ({"--data": "{root}/labels.npz"}, "--data: {root}/labels.npz: y_test must hold integer class labels 0..C-1"),
     ({"--data": "{root}/a_file"}, "--data: {root}/a_file: not a readable .npz or HDF5 file"),
+    ({"--model": "/missing.py:build"}, "--model: '/missing.py' does not exist"),
+    ({"--model": "{root}/a_file"}, "--model: '{root}/a_file' is not FILE.py:FUNCTION"),
+    ({"--data": "{root}/wide.npz"}, "{root}/ckpts/ckpt_0.pt: the model takes 4 inputs, the data has 5"),
+    ({"--data": "{root}/classes.npz"}, "{root}/ckpts/ckpt_0.pt: the model has 2 outputs, the data 3 classes"),
+    (
+        {"--model": "{root}/build.py:build", "--snapshots": "{root}/state"},
+        "{root}/state/ckpt_0.pt: the state dict does",
+    ),
 ]
 
 
