@@ -42,6 +42,28 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "alpha": 1.0,
 }
 
+# A convolutional net (model.arch: cnn, docs/config.md): `depth` conv layers of `width` channels (or `channels`), each
+# Conv(kernel, "same" padding) -> [BatchNorm2d] -> activation, 2x2 max pooling after every `pool_every`-th one while
+# the image is at least 2 pixels wide, then a flattened MLP head of `head_widths` hidden layers and the output Linear.
+# Its keys are merged only into a cnn's spec, so an MLP's resolved spec (and what triggers its reruns) is unchanged.
+CNN_DEFAULTS: dict[str, Any] = {
+    "arch": "cnn",
+    "input_shape": [1, 28, 28],
+    "classes": 10,
+    "depth": 2,
+    "width": 16,
+    "channels": None,
+    "kernel": 3,
+    "pool_every": 2,
+    "head_widths": [64],
+    "activation": "relu",
+    "batchnorm": False,
+    "dropout": 0.0,
+    "alpha": 1.0,
+}
+CNN_ONLY_KEYS = ("input_shape", "channels", "kernel", "pool_every", "head_widths")
+MLP_ONLY_KEYS = ("input_size", "widths", "init", "init_range")
+
 TRAIN_DEFAULTS: dict[str, Any] = {
     "optimizer": "adam",
     "lr": 1e-3,
@@ -327,8 +349,35 @@ def snapshot_steps(schedule: Any, total: int, where: str) -> list[int]:
     return sorted(steps | {0, total})
 
 
+def conv_plan(spec: Mapping[str, Any]) -> list[tuple[int, int, bool]]:
+    """Per conv layer of a cnn spec ``(channels, image side after it, pooled after it)`` (square images; pooling
+    stops below 2 pixels)."""
+    channels = spec["channels"] or [int(spec["width"])] * int(spec["depth"])
+    side, layers = int(spec["input_shape"][1]), []
+    for index, width in enumerate(channels, start=1):
+        pooled = bool(spec["pool_every"]) and index % int(spec["pool_every"]) == 0 and side >= 2
+        side = side // 2 if pooled else side
+        layers.append((int(width), side, pooled))
+    return layers
+
+
+def model_defaults(model: Mapping[str, Any]) -> dict[str, Any]:
+    """The defaults of ``model``'s architecture (``arch``: mlp, the default, or cnn)."""
+    return CNN_DEFAULTS if model.get("arch") == "cnn" else MODEL_DEFAULTS
+
+
+def _resolve_model(given: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``given`` over its architecture's defaults; a key of the other architecture is named as an error."""
+    cnn = given.get("arch") == "cnn"
+    foreign = [key for key in (MLP_ONLY_KEYS if cnn else CNN_ONLY_KEYS) if key in given]
+    if foreign:
+        arch = "cnn" if cnn else "mlp (the default)"
+        raise ConfigError(f"{where}.model.{foreign[0]}: not a key of model.arch {arch}")
+    return {**model_defaults(given), **given}
+
+
 def _resolve(config: Mapping[str, Any], spec: dict[str, Any], where: str) -> dict[str, Any]:
-    model = {**MODEL_DEFAULTS, **spec.get("model", {})}
+    model = _resolve_model(spec.get("model", {}), where)
     train = {**TRAIN_DEFAULTS, **spec.get("train", {})}
     dataset = spec.get("dataset", "mnist5k")
     try:
@@ -395,7 +444,10 @@ def spread_steps(steps: Sequence[int], limit: int) -> list[int]:
 
 
 def hidden_widths(model: Mapping[str, Any]) -> list[int]:
-    """The hidden widths of a resolved model spec: ``widths`` when given, else ``depth`` copies of ``width``."""
+    """The hidden widths of a resolved model spec: ``widths`` when given, else ``depth`` copies of ``width``; for a
+    cnn its analysed layers' units: each conv layer's channels, then the head's widths."""
+    if model.get("arch") == "cnn":
+        return [width for width, _, _ in conv_plan(model)] + list(model["head_widths"])
     return list(model["widths"]) if model.get("widths") is not None else [model["width"]] * model["depth"]
 
 
@@ -429,8 +481,8 @@ def stack_groups(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
     order of their first run; membership, not the name, is what the workflow's rerun decisions follow."""
     by_key: dict[tuple, list[str]] = {}
     for run, spec in runs.items():
-        if "external" in spec or not spec["train"].get("stack", True):
-            continue
+        if "external" in spec or not spec["train"].get("stack", True) or spec["model"].get("arch") == "cnn":
+            continue  # netdyn.stacked stacks MLPs; a cnn trains alone (docs/config.md)
         by_key.setdefault((spec["experiment"], stack_key(spec)), []).append(run)
     groups: dict[str, list[str]] = {}
     counters: dict[str, int] = {}
@@ -511,7 +563,7 @@ def expand_runs(config: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[st
             sweep["train.seed"] = [base_seed + i for i in range(seeds)]
         for axis in sweep:
             section, _, field = axis.partition(".")
-            known = MODEL_DEFAULTS if section == "model" else TRAIN_DEFAULTS
+            known = {**MODEL_DEFAULTS, **CNN_DEFAULTS} if section == "model" else TRAIN_DEFAULTS
             if field and field not in known:
                 raise ConfigError(f"experiments.{name}.sweep: unknown field {axis!r}")
         for values in itertools.product(*sweep.values()) if sweep else [()]:
@@ -555,7 +607,7 @@ def dump_bytes(run: Mapping[str, Any], dtype: str, dumps: Mapping[str, Any] | No
     if not steps or not writes_dumps(run, dumps):
         return 0
     model = run["model"]
-    widths = model["widths"] if model.get("widths") is not None else [model["width"]] * model["depth"]
+    widths = hidden_widths(model)
     n_train = run["train"]["n_train"] or KNOWN_TRAIN_SIZES.get(run["dataset"], 60000)
     samples = min(analysis["samples"] or n_train, n_train)
     per_sample = 2 * sum(widths) + model["classes"]

@@ -34,6 +34,7 @@ from netdyn.config import (
     DUMP_DEFAULTS,
     KNOWN_TRAIN_SIZES,
     ConfigError,
+    conv_plan,
     dataset_definition,
     dump_bytes,
     dump_steps,
@@ -73,18 +74,49 @@ SMALL_LAYER = 256 * 256  # multiply-adds per sample below which a layer's matmul
 
 
 def model_macs(model: Mapping[str, Any]) -> tuple[int, list[int]]:
-    """Multiply-adds per sample of a forward pass, and the size of each layer's weight matrix."""
+    """Multiply-adds per sample of a forward pass, and those of each layer (for an MLP, its weight matrix's size)."""
+    if model.get("arch") == "cnn":
+        return _cnn_macs(model)
     sizes = [model["input_size"], *hidden_widths(model), model["classes"]]
     layers = [a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
     return sum(layers), layers
 
 
+def _cnn_macs(model: Mapping[str, Any]) -> tuple[int, list[int]]:
+    """A cnn's conv layers at their image size ("same" padding: kernel² · in · out per position), then its head."""
+    channels, side = int(model["input_shape"][0]), int(model["input_shape"][1])
+    kernel, layers = int(model["kernel"]), []
+    for width, side_after, _ in conv_plan(model):
+        layers.append(kernel * kernel * channels * width * side * side)
+        channels, side = width, side_after
+    sizes = [channels * side * side, *model["head_widths"], model["classes"]]
+    layers += [a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+    return sum(layers), layers
+
+
+def parameter_count(model: Mapping[str, Any]) -> int:
+    """Weights, biases and BatchNorm's four values per unit of a model spec."""
+    if model.get("arch") != "cnn":
+        macs, _ = model_macs(model)
+        widths = hidden_widths(model)
+        return macs + sum(widths) + model["classes"] + (4 * sum(widths) if model.get("batchnorm") else 0)
+    channels, kernel, count = int(model["input_shape"][0]), int(model["kernel"]), 0
+    units = []
+    for width, _, _ in conv_plan(model):
+        count += kernel * kernel * channels * width + width
+        units.append(width)
+        channels = width
+    side = conv_plan(model)[-1][1]
+    sizes = [channels * side * side, *model["head_widths"], model["classes"]]
+    count += sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    units += list(model["head_widths"])
+    return count + (4 * sum(units) if model.get("batchnorm") else 0)
+
+
 def snapshot_bytes(run: Mapping[str, Any]) -> int:
     """Bytes of a run's snapshot files: the weights (and BatchNorm's buffers) of each step it keeps, and the
     optimizer's state in the final one."""
-    macs, _ = model_macs(run["model"])
-    widths = hidden_widths(run["model"])
-    values = macs + sum(widths) + run["model"]["classes"] + (4 * sum(widths) if run["model"].get("batchnorm") else 0)
+    values = parameter_count(run["model"])
     size = values * (8 if run["train"]["dtype"] == "float64" else 4)
     kept = len(run.get("weights", run["snapshots"]))
     return size * (kept + OPTIMIZER_MOMENTS.get(run["train"]["optimizer"], 2))
