@@ -165,6 +165,7 @@ FIGURE_SETTINGS: dict[str, tuple[str, ...]] = {
     "fig9": (),
     "figS1": (),
     "figS2": ("depth",),
+    "figS3": ("width",),
 }
 
 

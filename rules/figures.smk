@@ -70,7 +70,7 @@ rule figure:
     log:
         "results/logs/figure/{figure}.log",
     wildcard_constraints:
-        figure="fig[2-9]|figS[12]",
+        figure="fig[2-9]|figS[123]",
     conda:
         "../envs/netdyn.yaml"
     params:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from netdyn.figures import figS1, figS2
+from netdyn.figures import figS1, figS2, figS3
 from netdyn.tables import make_tables
 
 STEPS = [0, 10, 100, 1000]
@@ -150,4 +150,72 @@ def test_figS2_without_collapse_or_cka_gives_notes():
     assert "no nc1" in texts(axes[0]) and "no CKA matrix" in texts(axes[3]) and "no cka_to_final" in texts(axes[4])
     assert set(plotted["panel"]) == {"b"}
     fig, plotted = figS2.draw(make_tables())
+    assert plotted.empty and all(texts(ax) for ax in panel_axes(fig))
+
+
+def cnn_tables(rng: np.random.Generator, diverged: str | None = None):
+    """CNN runs of depths 2 and 3 at widths 8 and 16 (3 and 4 analysed layers with a one-layer head), two seeds of
+    one of them, and MLP runs of depths 1 and 2."""
+    runs = [run_row(f"cnn/d{d}_w{w}_s{s}", "cnn", d, w) for d in (2, 3) for w in (8, 16) for s in (0, 1)]
+    runs += [run_row(f"mlp/d{d}", "mlp", d, 64) for d in (1, 2)]
+    if diverged:
+        runs = [{**row, "status": "diverged", "diverged_at": 5} if row["run"] == diverged else row for row in runs]
+    rows = []
+    for row in runs:
+        layers = row["model.depth"] + (1 if row["role"] == "cnn" else 0)
+        for step in (0, 100):
+            for name in ("basin_input", "basin_weight", "test_acc"):
+                rows.append(metric(row["run"], step, name, float(rng.uniform(0.01, 1))))
+            for layer in range(1, layers + 1):
+                for name in ("rpd_gradient", "opm_fraction"):
+                    rows.append(metric(row["run"], step, name, float(rng.uniform(0, 1)), layer))
+            for start in range(1, layers + 2):
+                for name in ("lmap_acc", "lp_acc"):
+                    rows.append(metric(row["run"], step, name, float(rng.uniform(0, 1)), start))
+    return make_tables(runs=pd.DataFrame(runs), metrics=pd.DataFrame(rows))
+
+
+def test_figS3_draws_the_cnn_runs_per_layer_and_against_depth_beside_the_mlp(tmp_path):
+    tables = cnn_tables(np.random.default_rng(4))
+    fig, plotted = figS3.draw(tables)
+    assert len(panel_axes(fig)) == 8
+    metrics = tables.metrics
+    # (a): depth 3 at the widest width (16), seeds averaged, at the final step, per layer
+    line = plotted[(plotted["panel"] == "a") & (plotted["series"] == "depth 3")].sort_values("x")
+    source = metrics[metrics["run"].str.startswith("cnn/d3_w16") & (metrics["metric"] == "rpd_gradient")]
+    expected = source[source["step"] == 100].groupby("layer")["value"].mean()
+    np.testing.assert_allclose(line["y"], expected.to_numpy())
+    assert line["x"].tolist() == [1, 2, 3, 4] and (line["n"] == 2).all()
+    assert not plotted.loc[plotted["panel"].isin(["a", "b", "c", "d"]), "run"].str.contains("w8").any()
+    # (c): start layers 1..D+1
+    assert sorted(plotted.loc[(plotted["panel"] == "c") & (plotted["series"] == "depth 2"), "x"]) == [1, 2, 3, 4]
+    # (g): test accuracy against depth, a CNN line per width and the MLP's
+    series = set(plotted.loc[plotted["panel"] == "g", "series"])
+    assert series == {"CNN width 8", "CNN width 16", "MLP width 64"}
+    mlp = plotted[(plotted["panel"] == "g") & (plotted["series"] == "MLP width 64")].sort_values("x")
+    finals = metrics[(metrics["metric"] == "test_acc") & (metrics["step"] == 100)].set_index("run")["value"]
+    assert mlp["y"].tolist() == [finals["mlp/d1"], finals["mlp/d2"]]
+    # (h): the first layer's G only
+    first = plotted[(plotted["panel"] == "h") & (plotted["series"] == "CNN width 8")].sort_values("x")
+    expected = [
+        metrics[metrics["run"].str.startswith(f"cnn/d{d}_w8") & (metrics["metric"] == "rpd_gradient")
+                & (metrics["step"] == 100) & (metrics["layer"] == 1)]["value"].mean()
+        for d in (2, 3)
+    ]  # fmt: skip
+    np.testing.assert_allclose(first["y"], expected)
+    fig, plotted = figS3.draw(tables, width=8)
+    assert set(plotted.loc[plotted["panel"] == "a", "run"].str.split(";").explode()).issubset(
+        {f"cnn/d{d}_w8_s{s}" for d in (2, 3) for s in (0, 1)}
+    )
+    fig.savefig(tmp_path / "figS3.png")
+
+
+def test_figS3_notes_diverged_runs_and_draws_nothing_without_cnn_runs():
+    tables = cnn_tables(np.random.default_rng(5), diverged="cnn/d3_w16_s1")
+    fig, plotted = figS3.draw(tables)
+    axes = panel_axes(fig)
+    assert "cnn/d3_w16_s1" in texts(axes[0]) and "diverged" in texts(axes[0])
+    line = plotted[(plotted["panel"] == "a") & (plotted["series"] == "depth 3")]
+    assert (line["n"] == 1).all()
+    fig, plotted = figS3.draw(make_tables())
     assert plotted.empty and all(texts(ax) for ax in panel_axes(fig))

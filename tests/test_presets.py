@@ -57,7 +57,7 @@ def job_counts(preset: str) -> dict[str, int]:
     return counts
 
 
-@pytest.mark.parametrize("preset", ["config.yaml", "presets/paper.yaml", "presets/fashion.yaml"])
+@pytest.mark.parametrize("preset", ["config.yaml", "presets/paper.yaml", "presets/fashion.yaml", "presets/cnn.yaml"])
 def test_preset_dag_builds_with_one_training_per_run_and_one_collect_per_experiment(preset):
     runs = load_config(load_yaml(ROOT / preset), SCHEMA)
     counts = job_counts(preset)
@@ -127,7 +127,8 @@ def test_the_paper_core_preset_on_fashion_mnist_is_the_same_design_labelled_off_
 
 
 @pytest.mark.parametrize(
-    "preset", ["config.yaml", "presets/fashion.yaml", "presets/paper.yaml", "presets/paper-core.yaml"]
+    "preset",
+    ["config.yaml", "presets/fashion.yaml", "presets/paper.yaml", "presets/paper-core.yaml", "presets/cnn.yaml"],
 )
 def test_the_plan_lists_the_jobs_of_a_dry_run(preset):  # here: the dry runs are cached in this module
     planned = plan(load_yaml(ROOT / preset))["jobs"]

@@ -229,6 +229,36 @@ def draw_lines(ax: plt.Axes, points: pd.DataFrame, panel: str, x_name: str, y_na
     return averaged.drop(columns="key").assign(panel=panel, x_name=x_name, y_name=y_name)[columns]
 
 
+def final_against_layer(ax: plt.Axes, scalar: pd.DataFrame, runs: pd.DataFrame, metric: str, panel: str) -> list:
+    """``metric`` against hidden layer at each live run's final step, one line per depth (seeds averaged; runs that
+    differ in anything else, a width, are averaged too: pass the runs of one width)."""
+    gaps: list[str] = []
+    live = live_runs(runs, gaps)
+    if scalar.empty or live.empty:
+        finish(ax, gaps, False, "no depth runs")
+        return [pd.DataFrame()]
+    finals = final_steps(scalar)
+    rows = scalar[(scalar["metric"] == metric) & scalar["layer"].notna() & scalar["run"].isin(live["run"])]
+    rows = rows[(rows["step"] == rows["run"].map(finals)) & np.isfinite(rows["value"])].merge(live, on="run")
+    for run in sorted(set(live["run"]) - set(rows["run"])):
+        gaps.append(f"{run}: no {metric}")
+    points = pd.DataFrame(
+        {
+            "key": rows.get("model.depth", pd.Series(dtype=float)),
+            "x": rows["layer"],
+            "y": rows["value"],
+            "run": rows["run"],
+            "step": rows["step"],
+        }  # fmt: skip
+    )
+    points["series"] = [f"depth {k:g}" for k in points["key"]]
+    plotted = draw_lines(ax, points, panel, "layer", metric)
+    ax.set_xlabel("hidden layer")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    finish(ax, gaps, len(plotted) > 0, "no depth runs")
+    return [plotted]
+
+
 def draw_curve(
     ax: plt.Axes, x: pd.Series, y: pd.Series, panel: str, series: str, x_name: str, y_name: str, run: str, **style: Any
 ) -> pd.DataFrame:

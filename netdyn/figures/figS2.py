@@ -17,8 +17,8 @@ import pandas as pd
 
 from netdyn.figures.common import (
     draw_lines,
+    final_against_layer,
     finish,
-    live_runs,
     panel_run,
     plotted_table,
     role_runs,
@@ -26,7 +26,7 @@ from netdyn.figures.common import (
     step_axis,
 )
 from netdyn.figures.style import note, panels
-from netdyn.tables import RunTables, final_steps, scalars
+from netdyn.tables import RunTables, scalars
 
 ROLES = {
     "depth": "runs sweeping model.depth (Fig. 3's) with stages collapse, rpd and cka; one of them (setting depth, "
@@ -59,35 +59,6 @@ def per_layer_over_training(ax: plt.Axes, scalar: pd.DataFrame, run: str, metric
     for line in lines[1:-1] if len(lines) > 4 else []:  # a legend of the first and the last layer only
         line.set_label("_nolegend_")
     return plotted_table(drawn) if drawn else pd.DataFrame()
-
-
-def final_against_layer(ax: plt.Axes, scalar: pd.DataFrame, runs: pd.DataFrame, metric: str, panel: str) -> list:
-    """``metric`` against hidden layer at each live run's final step, one line per depth (seeds averaged)."""
-    gaps: list[str] = []
-    live = live_runs(runs, gaps)
-    if scalar.empty or live.empty:
-        finish(ax, gaps, False, "no depth runs")
-        return [pd.DataFrame()]
-    finals = final_steps(scalar)
-    rows = scalar[(scalar["metric"] == metric) & scalar["layer"].notna() & scalar["run"].isin(live["run"])]
-    rows = rows[(rows["step"] == rows["run"].map(finals)) & np.isfinite(rows["value"])].merge(live, on="run")
-    for run in sorted(set(live["run"]) - set(rows["run"])):
-        gaps.append(f"{run}: no {metric}")
-    points = pd.DataFrame(
-        {
-            "key": rows.get("model.depth", pd.Series(dtype=float)),
-            "x": rows["layer"],
-            "y": rows["value"],
-            "run": rows["run"],
-            "step": rows["step"],
-        }  # fmt: skip
-    )
-    points["series"] = [f"depth {k:g}" for k in points["key"]]
-    plotted = draw_lines(ax, points, panel, "layer", metric)
-    ax.set_xlabel("hidden layer")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    finish(ax, gaps, len(plotted) > 0, "no depth runs")
-    return [plotted]
 
 
 def cka_matrix_panel(ax: plt.Axes, fig: plt.Figure, tables: RunTables, run: str, panel: str) -> pd.DataFrame:
