@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from netdyn.evaluate import eval_mode
+
 ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
     nn.ReLU,
     nn.ReLU6,
@@ -151,54 +153,38 @@ def _leaves(net: nn.Module) -> Iterator[tuple[str, nn.Module]]:
 
 
 @contextmanager
-def _hooks(net: nn.Module, pre: Callable | None, post: Callable | None) -> Iterator[None]:
+def _hooks(net: nn.Module, pre: Callable | None, post: Callable | None) -> Iterator[Callable[[], None]]:
     """Call ``pre(name, module, call, args)`` and ``post(name, module, call, args, output)`` around every call of
-    every leaf module (``call`` counts that module's calls in the current forward pass, from 0; reset per pass by
-    :func:`_reset`); a non-None return replaces the input / output, as torch's hooks do."""
-    handles, counters = [], {}
+    every leaf module, ``call`` counting that module's calls in the current forward pass from 0; a non-None return
+    replaces the input / output, as torch's hooks do. Yields the function that starts a new pass (resets the
+    counts); the user's modules keep no trace of the hooks afterwards."""
+    handles, counts, current = [], {}, {}
 
-    def make(name: str, module: nn.Module):
-        def on_pre(mod, args):
-            call = counters.get(id(mod), 0)
-            counters[id(mod)] = call + 1
-            mod._netdyn_call = call
-            return pre(name, mod, call, args) if pre is not None else None
+    def make(name: str):
+        def on_pre(module, args):
+            call = counts.get(id(module), 0)
+            counts[id(module)] = call + 1
+            current[id(module)] = call
+            return pre(name, module, call, args) if pre is not None else None
 
-        def on_post(mod, args, output):
-            return post(name, mod, mod._netdyn_call, args, output) if post is not None else None
+        def on_post(module, args, output):
+            return post(name, module, current[id(module)], args, output) if post is not None else None
 
         return on_pre, on_post
 
     for name, module in _leaves(net):
-        on_pre, on_post = make(name, module)
+        on_pre, on_post = make(name)
         handles.append(module.register_forward_pre_hook(on_pre))
         handles.append(module.register_forward_hook(on_post))
-    net._netdyn_counters = counters
     try:
-        yield
+        yield counts.clear
     finally:
         for handle in handles:
             handle.remove()
-        del net._netdyn_counters
-
-
-def _reset(net: nn.Module) -> None:
-    net._netdyn_counters.clear()
 
 
 def inner(model: nn.Module) -> nn.Module:
     return model.net if isinstance(model, AnalysedNet) else model
-
-
-@contextmanager
-def _eval(model: nn.Module) -> Iterator[None]:
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 @dataclass
@@ -232,8 +218,7 @@ def find_layers(model: nn.Module, example: torch.Tensor) -> LayerView:
         if record is not None and torch.is_tensor(output):
             record.output, record.output_value = output, output.clone()
 
-    with _eval(net), _hooks(net, pre, post):
-        _reset(net)
+    with eval_mode(net), _hooks(net, pre, post):
         model(example)
     outputs = {}  # id(output object) -> its producer or norm call, the latest one
     layers, skipped = [], []
@@ -364,9 +349,9 @@ def capture(
         if index is not None:
             xs[index].append(reduce_field(output, "mean"))
 
-    with _eval(net), _hooks(net, pre, post):
+    with eval_mode(net), _hooks(net, pre, post) as new_pass:
         for start in range(0, len(x), chunk_size):
-            _reset(net)
+            new_pass()
             logits.append(model(x[start : start + chunk_size]))
     return [torch.cat(h) for h in hs], [torch.cat(o) for o in xs], torch.cat(logits)
 
@@ -448,13 +433,12 @@ def linearised_logits(
             raise ValueError(f"start layer must be in 1..{len(layers) + 1}, got {start}")
     net = inner(copied)
     out: dict[int, list[torch.Tensor]] = {start: [] for start in starts}
-    with _eval(net):
+    with eval_mode(net):
         for begin in range(0, len(x), chunk_size):
             batch = x[begin : begin + chunk_size].to(dtype)
             for start in starts:
                 pre, post = _linearising_hooks(layers, start, weights_only=weights_only)
                 with _hooks(net, pre, post):
-                    _reset(net)
                     out[start].append(copied(batch))
     return {start: torch.cat(parts) for start, parts in out.items()}
 
@@ -489,8 +473,7 @@ def _readout(copied: nn.Module, net: nn.Module, layers: Sequence[Layer], layer: 
             return z
 
         pre, post = _linearising_hooks(layers, layer, substitute=substitute)
-        with _eval(net), _hooks(net, pre, post), torch.enable_grad():
-            _reset(net)
+        with eval_mode(net), _hooks(net, pre, post), torch.enable_grad():
             logits = copied(x[row : row + 1])
             classes = logits.shape[1]
             z = leaves["z"]
@@ -542,7 +525,7 @@ def largest_activation(model: nn.Module) -> int:
         if torch.is_tensor(output) and output.dim() > 0:
             largest = max(largest, output[0].numel())
 
-    with _eval(net), _hooks(net, None, post):
+    with eval_mode(net), _hooks(net, None, post):
         model(example_input(model, rows=1))
     return largest
 

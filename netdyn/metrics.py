@@ -57,7 +57,11 @@ def metric_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 def curve_table(frames: Sequence[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
     """The per-step frames as one table with ``columns``; an empty table with them when there are none."""
-    return pd.concat(frames, ignore_index=True)[list(columns)] if frames else pd.DataFrame(columns=list(columns))
+    return (
+        pd.concat(frames, ignore_index=True).reindex(columns=list(columns))
+        if frames
+        else pd.DataFrame(columns=list(columns))
+    )
 
 
 def history_metrics(run: str, history: pd.DataFrame) -> list[dict]:

@@ -400,3 +400,23 @@ def test_default_grids_follow_methods_md():
     assert basins.WEIGHT_AMPLITUDES[0] == pytest.approx(1e-4) and basins.WEIGHT_AMPLITUDES[-1] == pytest.approx(10)
     assert np.allclose(np.diff(np.log10(basins.INPUT_AMPLITUDES)), 0.1)
     assert (basins.INPUT_REPEATS, basins.WEIGHT_DRAWS) == (3, 5)
+
+
+def test_the_basins_stage_without_tracked_amplitudes_writes_its_table(synthetic_h5, tmp_path):
+    """No tracked amplitudes and no multiples (presets/cnn.yaml): no row has a ``multiple``, the column stays."""
+    from netdyn.config import ANALYSIS_DEFAULTS
+    from netdyn.stages import STAGES, Sources, runner
+    from netdyn.stages.basins import CURVE_COLUMNS
+    from netdyn.train import train_run
+    from tests.conftest import tiny_spec
+
+    spec = tiny_spec(n_train=100, steps=5)
+    train_run(spec, synthetic_h5, tmp_path / "s", tmp_path / "history.csv", tmp_path / "run.json", log=lambda _: None)
+    settings = {key: ANALYSIS_DEFAULTS[key] for key in STAGES["basins"].settings}
+    settings |= {"samples": 50, "tracked_input_amplitudes": [], "tracked_input_multiples": [], "weight_draws": 1,
+                 "input_repeats": 1, "input_amplitudes": {"start": -2, "stop": 1, "num": 4},
+                 "weight_amplitudes": {"start": -2, "stop": 0, "num": 3}}  # fmt: skip
+    sources = Sources(tmp_path / "s", synthetic_h5, spec["train"])
+    tables = runner("basins")("t", sources, [5], settings, log=lambda _: None)
+    assert list(tables["basins"].columns) == CURVE_COLUMNS and len(tables["basins"]) == 7
+    assert tables["basins"]["multiple"].isna().all()
