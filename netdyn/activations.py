@@ -176,10 +176,17 @@ def _ahead(items: Iterator, depth: int = 1) -> Iterator:
 
 @torch.no_grad()
 def layer_outputs(
-    model: nn.Sequential, x: torch.Tensor, chunk_size: int = 4096
+    model: nn.Sequential, x: torch.Tensor, chunk_size: int = 4096, conv_outputs: str = "pooled"
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Eval-mode ``[x^{(0)}, x^{(1)}, ..., x^{(D)}]`` (the flattened input, then every hidden layer's output) and the
-    logits of ``x``, on ``x``'s device; the local fields are not kept (half the memory of :func:`compute`)."""
+    logits of ``x``, on ``x``'s device; the local fields are not kept (half the memory of :func:`compute`). A conv
+    layer's outputs are ``conv_outputs``: ``pooled`` (their spatial mean) or ``flattened`` (layerview.capture)."""
+    if is_general(model) and conv_outputs != "pooled":
+        from netdyn.layerview import capture
+
+        with eval_mode(model):
+            _, xs, logits = capture(model, x, outputs=conv_outputs)
+        return [x.flatten(1), *xs], logits
     outputs: list[list[torch.Tensor]] = []
     logits = []
     with eval_mode(model):

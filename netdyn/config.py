@@ -118,6 +118,7 @@ ANALYSIS_DEFAULTS: dict[str, Any] = {
     "cka_debiased": False,
     "layers": None,
     "conv_field": "mean",
+    "lp_features": "pooled",
 }
 DUMP_DEFAULTS: dict[str, Any] = {
     "dtype": "float32",

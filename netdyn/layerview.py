@@ -72,6 +72,9 @@ ADAPTIVE_MAX_POOLS = {
     nn.AdaptiveMaxPool3d: F.adaptive_avg_pool3d,
 }
 CONV_FIELDS = ("mean", "max", "center")
+LP_FEATURES = ("pooled", "flattened")
+# Most features of one flattened conv output: the LP's float64 Gram matrix is then at most 8192² · 8 B = 512 MiB.
+MAX_FLAT_FEATURES = 8192
 CAPTURE_ROWS = 1024
 
 
@@ -326,11 +329,14 @@ def reduce_field(values: torch.Tensor, how: str) -> torch.Tensor:
 
 @torch.no_grad()
 def capture(
-    model: nn.Module, x: torch.Tensor, chunk_size: int = CAPTURE_ROWS
+    model: nn.Module, x: torch.Tensor, chunk_size: int = CAPTURE_ROWS, outputs: str = "pooled"
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
     """Eval-mode fields ``hs`` and outputs ``xs`` ``[P, N_l]`` of every analysed layer and the logits, as
     ``netdyn.layers.forward_layers`` returns them for an MLP: conv fields reduced by ``model.conv_field``,
-    conv outputs by their spatial mean."""
+    conv outputs by their spatial mean, or with ``outputs="flattened"`` whole (channels × positions per sample;
+    a layer with more than :data:`MAX_FLAT_FEATURES` of them gets ``[P, 0]``: too many for anything to use)."""
+    if outputs not in LP_FEATURES:
+        raise ValueError(f"analysis.lp_features: {outputs!r} is not one of {list(LP_FEATURES)}")
     layers = view(model).layers
     slot = {(id(layer.activation), layer.call): index for index, layer in enumerate(layers)}
     how = getattr(model, "conv_field", "mean")
@@ -346,8 +352,13 @@ def capture(
 
     def post(name, module, call, args, output):
         index = slot.get((id(module), call))
-        if index is not None:
+        if index is None:
+            return
+        if outputs == "pooled" or output.dim() == 2:
             xs[index].append(reduce_field(output, "mean"))
+        else:
+            flat = output.flatten(1)
+            xs[index].append(flat if flat.shape[1] <= MAX_FLAT_FEATURES else flat[:, :0])
 
     with eval_mode(net), _hooks(net, pre, post) as new_pass:
         for start in range(0, len(x), chunk_size):

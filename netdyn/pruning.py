@@ -297,17 +297,24 @@ def pruning_table(
     for start in starts:
         train_x = _tensor(train_xs[start - 1], device)
         test_x = _tensor(test_xs[start - 1], device)
-        coefficients, info = fit_lp_details(train_x, train_logits, affine=affine, ridge=ridge, cond_limit=cond_limit)
-        row = {
-            "start_layer": start,
-            "lp_test_acc": accuracy(lp_predict(coefficients, test_x), test_labels),
-            "lp_train_acc": (
-                accuracy(lp_predict(coefficients, train_x), _tensor(train_labels, device))
-                if train_labels is not None
-                else float("nan")
-            ),
-            "lp_ridge_lambda": info["ridge_lambda"],
-        }
+        if train_x.shape[1] == 0:  # a flattened conv output too large to fit (netdyn.layerview.MAX_FLAT_FEATURES)
+            nan = float("nan")
+            row = {"start_layer": start, "lp_test_acc": nan, "lp_train_acc": nan, "lp_ridge_lambda": nan}
+            row["lp_note"] = "not applicable: too many flattened features for an LP; use lp_features: pooled"
+        else:
+            coefficients, info = fit_lp_details(
+                train_x, train_logits, affine=affine, ridge=ridge, cond_limit=cond_limit
+            )
+            row = {
+                "start_layer": start,
+                "lp_test_acc": accuracy(lp_predict(coefficients, test_x), test_labels),
+                "lp_train_acc": (
+                    accuracy(lp_predict(coefficients, train_x), _tensor(train_labels, device))
+                    if train_labels is not None
+                    else float("nan")
+                ),
+                "lp_ridge_lambda": info["ridge_lambda"],
+            }
         if general:
             row["lmap_acc"] = accuracy(general_logits[start], test_labels)
             row["lmap_weights_only_acc"] = accuracy(weights_only_logits[start], test_labels)
@@ -315,6 +322,8 @@ def pruning_table(
             row["lmap_acc"] = accuracy(affine_logits(*exact_maps[start - 1], test_x), test_labels)
             row["lmap_weights_only_acc"] = accuracy(affine_logits(*weight_maps[start - 1], test_x), test_labels)
         row["lp_ridge_lambda"] = row.pop("lp_ridge_lambda")  # the documented column order
+        if "lp_note" in row:
+            row["lp_note"] = row.pop("lp_note")
         if test_hs is not None and not general:
             field = test_x if start == 1 else _tensor(test_hs[start - 2], device)
             row["lmap_field_acc"] = accuracy(affine_logits(*exact_maps[start - 1], field), test_labels)

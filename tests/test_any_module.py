@@ -186,3 +186,20 @@ def test_chosen_layers_in_their_order_and_another_conv_field(cnn_run):
     centre = tables["metrics"].query("metric == 'rpd_gradient' and step == 80 and layer == 2")["value"].item()
     spatial_mean = mean["metrics"].query("metric == 'rpd_gradient' and step == 80 and layer == 1")["value"].item()
     assert centre != spatial_mean  # the same layer (the first conv) read through another reduction
+
+
+def test_lp_on_flattened_conv_outputs_and_a_layer_too_large_for_it(cnn_run, monkeypatch):
+    root, build = cnn_run
+    from netdyn import layerview
+
+    monkeypatch.setattr(layerview, "MAX_FLAT_FEATURES", 4000)  # the first conv layer has 8 x 28 x 28 = 6272
+    settings = {**ANALYSIS, "lp_features": "flattened"}
+    flat = netdyn.analyze(str(root / "ckpt"), str(root / "digits.npz"), ["pruning"], analysis=settings, model=build)
+    pooled = netdyn.analyze(str(root / "ckpt"), str(root / "digits.npz"), ["pruning"], analysis=ANALYSIS, model=build)
+    lp = flat["metrics"].query("metric == 'lp_acc' and step == 80").set_index("layer")
+    assert np.isnan(lp.loc[2, "value"]) and lp.loc[2, "note"].startswith("not applicable: too many flattened")
+    same = pooled["metrics"].query("metric == 'lp_acc' and step == 80").set_index("layer")
+    assert lp.loc[1, "value"] == same.loc[1, "value"] and lp.loc[4, "value"] == same.loc[4, "value"]  # input, head
+    assert np.isfinite(lp.loc[3, "value"]) and lp.loc[3, "value"] != same.loc[3, "value"]  # 16 x 14 x 14 features
+    lmap = flat["metrics"].query("metric == 'lmap_acc'")["value"].to_numpy()
+    np.testing.assert_array_equal(lmap, pooled["metrics"].query("metric == 'lmap_acc'")["value"].to_numpy())

@@ -159,6 +159,8 @@ def test_a_one_channel_conv_field_computed_by_hand(how, expected):
     assert hs[0].tolist() == [[expected]]
     assert xs[0].tolist() == [[47.5]]  # outputs are pooled by their mean; ReLU passes these positive fields
     assert reduce_field(torch.tensor([[[[27.5, 37.5], [57.5, 67.5]]]]), how).item() == expected
+    _, flat, _ = capture(model, image, outputs="flattened")
+    assert flat[0].tolist() == [[27.5, 37.5, 57.5, 67.5]]  # the whole output, positions in row-major order
 
 
 def test_a_one_channel_readout_computed_by_hand():

@@ -43,7 +43,7 @@ STAGES: dict[str, Stage] = {
             "pruning",
             tables=(),
             metrics=True,
-            settings=("lp_train_samples", "test_samples"),
+            settings=("lp_train_samples", "test_samples", "lp_features"),
             summary="LP and L-map pruning accuracy from every start layer (methods.md §4, §5, §22)",
         ),
         Stage(
