@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from netdyn.activations import dump_run
-from netdyn.config import dump_steps, external_config, load_config, user_dataset, writes_dumps
+from netdyn.config import builder_reference, dump_steps, external_config, load_config, user_dataset, writes_dumps
 from netdyn.data import prepare
 from netdyn.external import check_first_checkpoint, import_run
 from netdyn.metrics import collect
@@ -105,7 +105,7 @@ def analyze(
             checkpoints,
             list(analyses),
             model_yaml=model_yaml,
-            builder=str(Path(model.rpartition(":")[0]).resolve()) + ":" + model.rpartition(":")[2] if model else None,
+            builder=builder_reference(model, "model") if model else None,
             train=train,
             analysis=analysis,
         )

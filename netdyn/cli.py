@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from netdyn.checkpoints import ExternalRunError
-from netdyn.config import ConfigError, check_file, external_config, load_config, user_dataset
+from netdyn.config import ConfigError, builder_reference, check_file, external_config, load_config, user_dataset
 from netdyn.stages import DEFAULT_ANALYSES, STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,12 +46,10 @@ def check_flags(args: argparse.Namespace) -> None:
             raise UsageError(f"--snapshots: the pattern {args.snapshots!r} matches no file")
     elif not os.path.exists(args.snapshots):
         raise UsageError(f"--snapshots: {args.snapshots!r} does not exist")
-    model_file = args.model.rpartition(":")[0] if args.model and ":" in args.model else args.model
-    if model_file is not None and not model_file.endswith(".py"):
-        raise UsageError(f"--model: {args.model!r} is not FILE.py:FUNCTION (e.g. mymodel.py:build)")
+    if args.model is not None:
+        builder_reference(args.model, "--model")
     for flag, value, kind in (("--analysis", args.analysis, "YAML analysis settings"),
-                              ("--model-yaml", args.model_yaml, "a YAML model description"),
-                              ("--model", model_file, "a Python file with the model builder")):  # fmt: skip
+                              ("--model-yaml", args.model_yaml, "a YAML model description")):  # fmt: skip
         if value is not None:
             check_file(flag, value, kind)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -59,12 +57,6 @@ def check_flags(args: argparse.Namespace) -> None:
     unknown = [name for name in args.analyses.split(",") if name not in STAGES]
     if unknown:
         raise UsageError(f"--analyses: unknown analysis {unknown[0]!r}; choose from {', '.join(STAGES)}")
-
-
-def _builder(reference: str) -> str:
-    """``FILE.py:FUNCTION`` with the file made absolute (``build`` when no function is named)."""
-    file, _, function = reference.rpartition(":") if ":" in reference else (reference, ":", "build")
-    return f"{Path(file).resolve()}:{function or 'build'}"
 
 
 def build_config(args: argparse.Namespace) -> dict:
@@ -88,7 +80,7 @@ def build_config(args: argparse.Namespace) -> dict:
         location,
         args.analyses.split(","),
         model_yaml=str(Path(args.model_yaml).resolve()) if args.model_yaml else None,
-        builder=_builder(args.model) if args.model else None,
+        builder=builder_reference(args.model, "--model") if args.model else None,
         step_pattern=args.step_pattern,
         train={"loss": args.loss} if args.loss else None,
         analysis=settings or {},

@@ -502,6 +502,17 @@ def training_spec(run: Mapping[str, Any]) -> dict[str, Any]:
     return {key: run[key] for key in keys if key in run}
 
 
+def builder_reference(reference: str, where: str) -> str:
+    """``FILE.py:FUNCTION`` (``build`` when no function is named) with the file checked and made absolute, relative
+    paths taken from the caller's folder; ConfigError naming ``where`` (a config key or a flag) otherwise."""
+    file, colon, function = str(reference).rpartition(":")
+    if not colon:
+        file, function = str(reference), "build"
+    if not file.endswith(".py") or not function.isidentifier():
+        raise ConfigError(f"{where}: {reference!r} is not FILE.py:FUNCTION (e.g. mymodel.py:build)")
+    return f"{check_file(where, file, 'a Python file with the model builder').resolve()}:{function}"
+
+
 def _external_runs(
     config: Mapping[str, Any], name: str, external: Mapping[str, Any], base: dict[str, Any], analysis: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
@@ -511,12 +522,7 @@ def _external_runs(
     for key, kind in (("steps_csv", "a CSV of file, step"), ("model_yaml", "a YAML model description")):
         if external.get(key) is not None:
             check_file(f"{where}.{key}", external[key], kind)
-    builder = None
-    if external.get("model") is not None:
-        file, _, function = str(external["model"]).rpartition(":")
-        if not file.endswith(".py") or not function:
-            raise ConfigError(f"{where}.model: {external['model']!r} is not FILE.py:FUNCTION (e.g. mymodel.py:build)")
-        builder = f"{check_file(f'{where}.model', file, 'a Python file with the model builder').resolve()}:{function}"
+    builder = builder_reference(external["model"], f"{where}.model") if external.get("model") is not None else None
     for label, location in external["runs"].items():
         try:
             files = checkpoint_files(

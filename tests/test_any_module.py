@@ -203,3 +203,16 @@ def test_lp_on_flattened_conv_outputs_and_a_layer_too_large_for_it(cnn_run, monk
     assert np.isfinite(lp.loc[3, "value"]) and lp.loc[3, "value"] != same.loc[3, "value"]  # 16 x 14 x 14 features
     lmap = flat["metrics"].query("metric == 'lmap_acc'")["value"].to_numpy()
     np.testing.assert_array_equal(lmap, pooled["metrics"].query("metric == 'lmap_acc'")["value"].to_numpy())
+
+
+def test_a_builder_named_by_its_file(cnn_run, tmp_path):
+    root, build = cnn_run
+    by_file = netdyn.analyze(
+        str(root / "ckpt"), str(root / "digits.npz"), ["rpd"], analysis=ANALYSIS, model=str(root / "mymodel.py")
+    )  # fmt: skip  (the function defaults to build)
+    by_function = netdyn.analyze(str(root / "ckpt"), str(root / "digits.npz"), ["rpd"], analysis=ANALYSIS, model=build)
+    pd.testing.assert_frame_equal(by_file["metrics"], by_function["metrics"])
+    from netdyn.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model: '.*digits.npz:build' is not FILE.py:FUNCTION"):
+        netdyn.analyze(str(root / "ckpt"), str(root / "digits.npz"), ["rpd"], model=f"{root / 'digits.npz'}:build")
