@@ -39,6 +39,10 @@ from netdyn.samples import training_indices
 from netdyn.usermodels import UserModelError, build_module, wrap
 
 ACTIVATION_NAMES = {cls: name for name, cls in ACTIVATIONS.items()}
+TORCHSCRIPT = (
+    "a TorchScript module runs compiled code that netdyn's layer hooks cannot observe; "
+    "save the module's state dict and give its builder (--model FILE.py:build)"
+)
 
 
 def spec_from_model(model: nn.Module) -> dict[str, Any]:
@@ -97,20 +101,14 @@ def _torch_load(path: str) -> Any:
             return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # torch raises many types for truncated or foreign files
         if "TorchScript" in str(error) or "torch.jit.load" in str(error):
-            raise ExternalRunError(
-                f"{path}: a TorchScript file runs compiled code that netdyn's layer hooks cannot observe; "
-                "save the module's state dict and give its builder (--model FILE.py:build)"
-            ) from None
+            raise ExternalRunError(f"{path}: {TORCHSCRIPT}") from None
         raise ExternalRunError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from None
 
 
 def _general(net: nn.Module, path: str, source: Mapping[str, str], view: Mapping[str, Any] | None) -> tuple[Any, dict]:
     """``net`` as a module analysed through its layer view, and its model description (netdyn.usermodels)."""
     if isinstance(net, torch.jit.ScriptModule):
-        raise ExternalRunError(
-            f"{path}: a TorchScript module runs compiled code that netdyn's layer hooks cannot observe; "
-            "save the module's state dict and give its builder (--model FILE.py:build)"
-        )
+        raise ExternalRunError(f"{path}: {TORCHSCRIPT}")
     description = {"module": dict(source), "input_shape": None, "layers": None, "conv_field": "mean", **(view or {})}
     return wrap(net, description).eval(), description
 
