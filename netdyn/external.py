@@ -199,6 +199,14 @@ def _checked_general(model: nn.Module, description: dict[str, Any], file: str, x
     description["skipped_layers"] = [f"{name}: {why}" for name, why in layer_view.skipped]
 
 
+def _no_layers_for_an_mlp(description: Mapping[str, Any], external: Mapping[str, Any], file: str) -> None:
+    if external.get("layers") and "module" not in description:
+        raise ExternalRunError(
+            f"{file}: analysis.layers chooses layers of a network analysed through its layer view; this checkpoint is "
+            "a netdyn MLP, whose every hidden layer is analysed"
+        )
+
+
 def check_first_checkpoint(spec: Mapping[str, Any], dataset: Mapping[str, Any]) -> None:
     """Before anything runs: the run's first checkpoint loads, and two samples of the data's shape go through it
     (a user's module) or its input size and outputs fit the data (a netdyn MLP); ExternalRunError names the file."""
@@ -217,6 +225,7 @@ def check_first_checkpoint(spec: Mapping[str, Any], dataset: Mapping[str, Any]) 
     view = {"input_shape": list(shape), "input_size": features, "layers": external.get("layers")}
     view["conv_field"] = external.get("conv_field", "mean")
     model, description = load_checkpoint(first, model_spec, builder=external.get("builder"), view=view)
+    _no_layers_for_an_mlp(description, external, first)
     if "module" in description:
         _checked_general(model, description, first, torch.zeros(2, features), classes)
     elif description["input_size"] != features:
@@ -255,6 +264,7 @@ def import_run(
     snapshot_dir.mkdir(parents=True, exist_ok=True)
     for step, file in sorted((int(s), f) for s, f in external["files"].items()):
         model, model_spec_found = load_checkpoint(file, model_spec, builder=external.get("builder"), view=view)
+        _no_layers_for_an_mlp(model_spec_found, external, file)
         if "module" in model_spec_found:
             _checked_general(model, model_spec_found, file, data.train_x, classes)
             if step == min(int(s) for s in external["files"]):

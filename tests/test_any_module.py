@@ -216,3 +216,14 @@ def test_a_builder_named_by_its_file(cnn_run, tmp_path):
 
     with pytest.raises(ConfigError, match=r"model: '.*digits.npz:build' is not FILE.py:FUNCTION"):
         netdyn.analyze(str(root / "ckpt"), str(root / "digits.npz"), ["rpd"], model=f"{root / 'digits.npz'}:build")
+
+
+def test_a_layer_name_that_is_not_an_analysed_layer_is_named_before_anything_runs(cnn_run, tmp_path):
+    root, build = cnn_run
+    settings = {**ANALYSIS, "layers": ["5", "7"]}  # 7 is the Flatten's neighbour, not an activation
+    with pytest.raises(
+        ExternalRunError, match=r"epoch_0.pt: analysis.layers: '7' cannot be analysed .*analysable: 2, 5, 9"
+    ):
+        netdyn.analyze(str(root / "ckpt"), str(root / "digits.npz"), ["rpd"], analysis=settings, model=build,
+                       workdir=tmp_path / "work")  # fmt: skip
+    assert not (tmp_path / "work" / "results").exists()

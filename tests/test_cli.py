@@ -69,6 +69,7 @@ BAD_FLAGS = [
     ({"--model": "/missing.py:build"}, "--model: '/missing.py' does not exist"),
     ({"--model": "{root}/a_file"}, "--model: '{root}/a_file' is not FILE.py:FUNCTION"),
     ({"--data": "{root}/wide.npz"}, "{root}/ckpts/ckpt_0.pt: the model takes 4 inputs, the data has 5"),
+    ({"--layers": "1"}, "{root}/ckpts/ckpt_0.pt: analysis.layers chooses layers of a network analysed through"),
     ({"--data": "{root}/classes.npz"}, "{root}/ckpts/ckpt_0.pt: the model has 2 outputs, the data 3 classes"),
     (
         {"--model": "{root}/build.py:build", "--snapshots": "{root}/state"},
