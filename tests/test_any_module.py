@@ -227,3 +227,15 @@ def test_a_layer_name_that_is_not_an_analysed_layer_is_named_before_anything_run
         netdyn.analyze(str(root / "ckpt"), str(root / "digits.npz"), ["rpd"], analysis=settings, model=build,
                        workdir=tmp_path / "work")  # fmt: skip
     assert not (tmp_path / "work" / "results").exists()
+
+
+def test_collapse_of_a_network_whose_output_layer_has_no_bias():
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Linear(20, 16), nn.Tanh(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3, bias=False))
+    rng = np.random.default_rng(0)
+    arrays = (rng.normal(size=(90, 20)).astype(np.float32), np.arange(90) % 3,
+              rng.normal(size=(30, 20)).astype(np.float32), np.arange(30) % 3)  # fmt: skip
+    tables = netdyn.analyze({0: network}, arrays, ["collapse"], analysis={"samples": 90})
+    metrics = tables["metrics"]
+    nc4 = metrics.query("metric == 'nc4'")
+    assert nc4["layer"].tolist() == [2] and np.isfinite(nc4["value"]).all()  # mixed activations: the layer view

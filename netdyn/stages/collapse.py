@@ -43,7 +43,9 @@ def run(run: str, sources: Sources, steps: Sequence[int], settings: Mapping[str,
             log(f"step {step}: NC3 and NC4 not measured: {why}")
             continue
         classifier = head.weight.detach().double().cpu()
-        logits = outputs[-1] @ classifier.T + head.bias.detach().double().cpu()
+        logits = outputs[-1] @ classifier.T
+        if head.bias is not None:  # a user's output layer may have none
+            logits = logits + head.bias.detach().double().cpu()
         rows.append(metric_row(run, step, "nc3", nc3(outputs[-1], labels, classifier), last))
         rows.append(metric_row(run, step, "nc4", nc4(outputs[-1], labels, logits.argmax(dim=1)), last))
         log(f"step {step}: neural collapse of {last} layers, NC1 at the last {rows[-6]['value']:.4g}")
