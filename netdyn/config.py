@@ -363,11 +363,6 @@ def conv_plan(spec: Mapping[str, Any]) -> list[tuple[int, int, bool]]:
     return layers
 
 
-def model_defaults(model: Mapping[str, Any]) -> dict[str, Any]:
-    """The defaults of ``model``'s architecture (``arch``: mlp, the default, or cnn)."""
-    return CNN_DEFAULTS if model.get("arch") == "cnn" else MODEL_DEFAULTS
-
-
 def _resolve_model(given: Mapping[str, Any], where: str) -> dict[str, Any]:
     """``given`` over its architecture's defaults; a key of the other architecture is named as an error."""
     cnn = given.get("arch") == "cnn"
@@ -375,7 +370,7 @@ def _resolve_model(given: Mapping[str, Any], where: str) -> dict[str, Any]:
     if foreign:
         arch = "cnn" if cnn else "mlp (the default)"
         raise ConfigError(f"{where}.model.{foreign[0]}: not a key of model.arch {arch}")
-    return {**model_defaults(given), **given}
+    return {**(CNN_DEFAULTS if cnn else MODEL_DEFAULTS), **given}
 
 
 def _resolve(config: Mapping[str, Any], spec: dict[str, Any], where: str) -> dict[str, Any]:

@@ -129,7 +129,6 @@ class Layer:
     activation: nn.Module
     call: int
     producer: nn.Module
-    producer_name: str
     producer_call: int
     norm: nn.Module | None
     kind: str  # "linear" or "conv"
@@ -243,7 +242,6 @@ def find_layers(model: nn.Module, example: torch.Tensor) -> LayerView:
                 activation=record.module,
                 call=record.call,
                 producer=module,
-                producer_name=_call_name(producer.name, producer.call),
                 producer_call=producer.call,
                 norm=norm.module if norm is not None else None,
                 kind="linear" if record.input_value.dim() == 2 else "conv",

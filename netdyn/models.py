@@ -48,28 +48,38 @@ def build(spec: Mapping[str, Any], generator_seed: int | None = None) -> nn.Modu
     if generator_seed is not None:
         torch.manual_seed(generator_seed)
 
-    layers: list[nn.Module] = []
-    fan_in = int(spec["input_size"])
-    for width in hidden_widths(spec):
-        layers.append(nn.Linear(fan_in, width))
-        if spec["batchnorm"]:
-            layers.append(nn.BatchNorm1d(width))
-        layers.append(ACTIVATIONS[spec["activation"]]())
-        if spec["dropout"] > 0:
-            layers.append(nn.Dropout(float(spec["dropout"])))
-        fan_in = width
-    layers.append(nn.Linear(fan_in, int(spec["classes"])))
-    model = nn.Sequential(*layers)
-
-    with torch.no_grad():
-        if spec["init"] == "uniform":
+    model = nn.Sequential(*linear_layers(int(spec["input_size"]), hidden_widths(spec), spec))
+    if spec["init"] == "uniform":
+        with torch.no_grad():
             a = float(spec["init_range"])
             for module in model:
                 if isinstance(module, nn.Linear):
                     module.weight.uniform_(-a, a)
-        if spec["alpha"] != 1.0:
+    return scaled(model, spec["alpha"])
+
+
+def linear_layers(fan_in: int, widths: list[int], spec: Mapping[str, Any]) -> list[nn.Module]:
+    """``Linear -> [BatchNorm1d] -> activation -> [Dropout]`` for every hidden width, then the output ``Linear``: an
+    MLP, or a CNN's head."""
+    layers: list[nn.Module] = []
+    for width in widths:
+        layers.append(nn.Linear(fan_in, int(width)))
+        if spec["batchnorm"]:
+            layers.append(nn.BatchNorm1d(int(width)))
+        layers.append(ACTIVATIONS[spec["activation"]]())
+        if spec["dropout"] > 0:
+            layers.append(nn.Dropout(float(spec["dropout"])))
+        fan_in = int(width)
+    layers.append(nn.Linear(fan_in, int(spec["classes"])))
+    return layers
+
+
+def scaled(model: nn.Module, alpha: float) -> nn.Module:
+    """``model`` with every parameter multiplied by ``alpha`` (the Omnigrok set-up, methods.md §12)."""
+    if alpha != 1.0:
+        with torch.no_grad():
             for parameter in model.parameters():
-                parameter.mul_(float(spec["alpha"]))
+                parameter.mul_(float(alpha))
     return model
 
 
@@ -101,19 +111,6 @@ def build_cnn(spec: Mapping[str, Any], generator_seed: int | None = None) -> Ana
         in_channels = width
     layers.append(nn.Flatten())
     width, side, _ = conv_plan(spec)[-1]
-    fan_in = width * side * side
-    for hidden in spec["head_widths"]:
-        layers.append(nn.Linear(fan_in, int(hidden)))
-        if spec["batchnorm"]:
-            layers.append(nn.BatchNorm1d(int(hidden)))
-        layers.append(activation())
-        if spec["dropout"] > 0:
-            layers.append(nn.Dropout(float(spec["dropout"])))
-        fan_in = int(hidden)
-    layers.append(nn.Linear(fan_in, int(spec["classes"])))
-    model = nn.Sequential(*layers)
-    if spec["alpha"] != 1.0:
-        with torch.no_grad():
-            for parameter in model.parameters():
-                parameter.mul_(float(spec["alpha"]))
+    layers += linear_layers(width * side * side, list(spec["head_widths"]), spec)
+    model = scaled(nn.Sequential(*layers), spec["alpha"])
     return AnalysedNet(model, spec["input_shape"])

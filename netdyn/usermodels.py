@@ -31,19 +31,10 @@ class UserModelError(ValueError):
     """A builder reference or a pickled module cannot give a model; the message names the file."""
 
 
-def split_reference(reference: str) -> tuple[str, str]:
-    """``("path/to/file.py", "function")`` of ``"path/to/file.py:function"`` (``build`` when no function is named)."""
-    path, sep, function = str(reference).rpartition(":")
-    if not sep or not path.endswith(".py"):
-        path, function = str(reference), "build"
-    if not path.endswith(".py"):
-        raise UserModelError(f"{reference}: expected FILE.py:FUNCTION, e.g. mymodel.py:build")
-    return path, function
-
-
 def load_builder(reference: str) -> Callable[[], nn.Module]:
-    """The function ``reference`` (``file.py:function``) names, imported from its file."""
-    path, function = split_reference(reference)
+    """The function ``reference`` names, imported from its file; ``reference`` is ``/abs/file.py:function`` as
+    ``netdyn.config.builder_reference`` writes it into a run's spec."""
+    path, _, function = str(reference).rpartition(":")
     if not os.path.isfile(path):
         raise UserModelError(f"{path}: model file is missing")
     name = "netdyn_user_model_" + hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:12]

@@ -3,12 +3,9 @@ resume after SIGKILL, and a tiny CNN config through every stage."""
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -22,7 +19,7 @@ from netdyn.models import build
 from netdyn.plan import model_macs, parameter_count
 from netdyn.snapshots import load_snapshot
 from tests.conftest import ROOT, tiny_spec
-from tests.test_train import TRAINER, run, states
+from tests.test_train import kill_during_training, run, states
 
 SCHEMA = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
 
@@ -99,14 +96,7 @@ def test_a_cnn_trains_and_resumes_after_sigkill_bit_for_bit(synthetic_h5, tmp_pa
     spec["train"]["steps"] = 300
     spec["snapshots"] = list(range(0, 301, 25))
     out = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "NETDYN_RESUME_EVERY_S": "0"}
-    process = subprocess.Popen([sys.executable, "-c", TRAINER, json.dumps(spec), str(synthetic_h5), str(out)], env=env)
-    deadline = time.time() + 120
-    while not list((out / ".train-resume").glob("resume0000[57]5.pt")) and time.time() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (out / "run.json").exists(), "the run finished before it could be killed; make it longer"
+    kill_during_training(spec, synthetic_h5, out, "resume0000[57]5.pt")
     record = run(spec, synthetic_h5, out)
     assert record["resumed_from"] and record["resumed_from"] >= 50
     run(spec, synthetic_h5, tmp_path / "straight")

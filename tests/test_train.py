@@ -141,19 +141,24 @@ train_run(spec, sys.argv[2], out + "/snapshots", out + "/history.csv", out + "/r
 """
 
 
+def kill_during_training(spec: dict, h5: Path, out: Path, resume_state: str) -> None:
+    """Train ``spec`` in a child process and SIGKILL it once a resume state matching ``resume_state`` exists."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "NETDYN_RESUME_EVERY_S": "0"}
+    process = subprocess.Popen([sys.executable, "-c", TRAINER, json.dumps(spec), str(h5), str(out)], env=env)
+    deadline = time.time() + 120
+    while not list((out / ".train-resume").glob(resume_state)) and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "run.json").exists(), "the run finished before it could be killed; make it longer"
+
+
 def test_resume_after_sigkill_equals_the_uninterrupted_run(synthetic_h5, tmp_path):
     spec = tiny_spec(steps=600, batch_size=64)
     spec["model"].update(depth=3, width=256, batchnorm=True, dropout=0.1)
     spec["snapshots"] = list(range(0, 601, 50))
     out = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "NETDYN_RESUME_EVERY_S": "0"}
-    process = subprocess.Popen([sys.executable, "-c", TRAINER, json.dumps(spec), str(synthetic_h5), str(out)], env=env)
-    deadline = time.time() + 120
-    while not list((out / ".train-resume").glob("resume0001[05]0.pt")) and time.time() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (out / "run.json").exists(), "the run finished before it could be killed; make it longer"
+    kill_during_training(spec, synthetic_h5, out, "resume0001[05]0.pt")
     assert not list(out.rglob("*.tmp*"))  # atomic writes: no half file survives
 
     record = run(spec, synthetic_h5, out)

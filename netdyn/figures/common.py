@@ -30,15 +30,21 @@ DIGIT_COLORS = plt.get_cmap("tab10")  # a digit keeps its colour in every panel 
 # ---------------------------------------------------------------------------------------------- runs and gaps
 
 
-def role_runs(tables: RunTables, role: str) -> pd.DataFrame:
-    """The ``runs`` rows that play ``role``, ordered by run id (an empty frame when there are none).
+def role_runs(tables: RunTables, role: str, columns: Sequence[str] = ()) -> pd.DataFrame:
+    """The ``runs`` rows that play ``role``, ordered by run id (an empty frame when there are none), with the spec
+    ``columns`` a figure reads present (empty where no run sets them).
 
     The order makes "the first run" and the order of the gap notes independent of the order the runs were loaded in.
     """
     runs = tables.runs
     if runs.empty or "role" not in runs.columns:
-        return pd.DataFrame(columns=["run", "role", "status", "diverged_at"])
-    return runs[runs["role"] == role].sort_values("run", kind="stable").reset_index(drop=True)
+        runs = pd.DataFrame(columns=["run", "role", "status", "diverged_at"])
+    else:
+        runs = runs[runs["role"] == role].sort_values("run", kind="stable").reset_index(drop=True)
+    for column in columns:
+        if column not in runs.columns:
+            runs[column] = pd.Series(dtype=float)
+    return runs
 
 
 def diverged_note(run: str, step: object) -> str:

@@ -83,10 +83,7 @@ def draw(tables: RunTables, width: float | None = None) -> tuple[plt.Figure, pd.
     """Fig. 4 from the ``sweep`` runs. ``width``: the width of panels (c), (d) (default: the largest width)."""
     fig, axes = panels(2, 3, "Fig. 4  depth x width sweep: accuracy, first-layer RPD gradient, basins")
     scalar = scalars(tables)
-    runs = role_runs(tables, "sweep")
-    for column in ("model.depth", "model.width"):
-        if column not in runs.columns:
-            runs[column] = pd.Series(dtype=float)
+    runs = role_runs(tables, "sweep", ("model.depth", "model.width"))
     widths = runs.loc[runs["status"] != "diverged", "model.width"].dropna()
     width = width if width is not None else (float(widths.max()) if len(widths) else None)
     plotted = plotted_table(

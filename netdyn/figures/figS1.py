@@ -136,12 +136,8 @@ def draw(tables: RunTables) -> tuple[plt.Figure, pd.DataFrame]:
     fig, axes = panels(3, 3, "Fig. S1  flatness three ways: weight basin, top Hessian eigenvalue, Hessian trace")
     scalar = scalars(tables)
     grokking = role_runs(tables, "grokking").head(1)
-    depth = role_runs(tables, "depth")
-    sweep = role_runs(tables, "sweep")
-    for runs in (depth, sweep):
-        for column in ("model.depth", "model.width"):
-            if column not in runs.columns:
-                runs[column] = pd.Series(dtype=float)
+    depth = role_runs(tables, "depth", ("model.depth", "model.width"))
+    sweep = role_runs(tables, "sweep", ("model.depth", "model.width"))
     drawn = over_training_row(axes[0:3], scalar, grokking, "abc", None)
     drawn += over_training_row(axes[3:6], scalar, depth, "def", "model.depth")
     drawn += across_depth_row(axes[6:9], scalar, sweep, "ghi")

@@ -98,9 +98,7 @@ def draw(tables: RunTables, depth: int | None = None) -> tuple[plt.Figure, pd.Da
     """Fig. S2 from the ``depth`` runs; ``depth`` picks the run of the single-run panels."""
     fig, axes = panels(2, 3, "Fig. S2  neural collapse, RPD gradient and CKA across layers and training")
     scalar = scalars(tables)
-    runs = role_runs(tables, "depth")
-    if "model.depth" not in runs.columns:
-        runs["model.depth"] = pd.Series(dtype=float)
+    runs = role_runs(tables, "depth", ("model.depth",))
     run, notes = panel_run(tables, "depth", depth)
     drawn: list[pd.DataFrame] = []
     single = [(axes[0], "nc1", "a", "NC1 = tr(Σ_W Σ_B⁺)/C"), (axes[1], "rpd_gradient", "b", "RPD gradient G")]

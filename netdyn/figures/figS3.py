@@ -72,12 +72,8 @@ def draw(tables: RunTables, width: float | None = None) -> tuple[plt.Figure, pd.
     """Fig. S3 from the ``cnn`` (and optional ``mlp``) runs; ``width`` picks the CNN width of panels (a)-(d)."""
     fig, axes = panels(2, 4, "Fig. S3  the paper's questions asked of convolutional nets (final step)")
     scalar = scalars(tables)
-    cnn = role_runs(tables, "cnn")
-    mlp = role_runs(tables, "mlp")
-    for runs in (cnn, mlp):
-        for column in ("model.depth", "model.width"):
-            if column not in runs.columns:
-                runs[column] = pd.Series(dtype=float)
+    cnn = role_runs(tables, "cnn", ("model.depth", "model.width"))
+    mlp = role_runs(tables, "mlp", ("model.depth", "model.width"))
     drawn: list[pd.DataFrame] = []
     shown = chosen_width(cnn, width)
     one_width = cnn[cnn["model.width"] == shown] if shown is not None else cnn
