@@ -14,6 +14,7 @@ if workflow.is_main_process:
     os.environ.setdefault("NETDYN_WARM_START", "1")
     os.environ.setdefault("NETDYN_WARM_HOST", socket.gethostname())
 
+from netdyn.claims import scored_role
 from netdyn.config import (
     ConfigError,
     check_dump_size,
@@ -243,12 +244,14 @@ def experiment_runs(experiment):
 
 
 def claim_roles():
-    """``{run folder: role}`` over the paper's figures, for the claims scorecard (a run keeps its first role; the
-    supplementary Figs. S1, S2 test no claim of the paper)."""
+    """``{run folder: role}`` for the claims scorecard: the roles of the paper's figures and those of the
+    supplementary figures that the beyond-paper rows read (netdyn.claims.scored_role); a run keeps its first role.
+    """
     roles = {}
-    for figure in (name for name in FIGURES if not name.startswith("figS")):
+    for figure in FIGURES:
         for folder, role in figure_run_roles(figure).items():
-            roles.setdefault(folder, role)
+            if scored_role(figure, role):
+                roles.setdefault(folder, role)
     return roles
 
 

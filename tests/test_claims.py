@@ -16,10 +16,13 @@ import pytest
 
 from netdyn import claims
 from netdyn.claims import (
+    BEYOND_PAPER,
+    BEYOND_PAPER_CLAIMS,
     CLAIMS,
     INCONCLUSIVE,
     NOT_REPRODUCED,
     PAPER,
+    PAPER_CLAIMS,
     PAPER_SIZE,
     REDUCED,
     REPRODUCED,
@@ -29,7 +32,10 @@ from netdyn.claims import (
     decide,
     design_check,
     evaluate,
+    scored_role,
 )
+from netdyn.claims.standard_structure import positions
+from netdyn.claims.stats import spearman
 from netdyn.metrics import METRIC_COLUMNS
 from netdyn.tables import RunTables, make_tables
 
@@ -93,7 +99,7 @@ def tables(runs: list[dict], metrics: list[dict] = (), events: dict | None = Non
 
 
 def outcome(number: int, by_role: dict, context: dict = CONTEXT):
-    result = claims.CHECKS[number](by_role, context)
+    result = CLAIMS[number].check(by_role, context)
     assert isinstance(result.value, str) and isinstance(result.reason, str)
     return result
 
@@ -117,9 +123,9 @@ def test_spearman_equals_scipys_with_ties_and_constants():
     for _ in range(200):
         x, y = rng.integers(0, 4, 7).astype(float), rng.normal(size=7)
         expected = spearmanr(x, y).statistic
-        found = claims._spearman(x, y)
+        found = spearman(x, y)
         assert (math.isnan(expected) and math.isnan(found)) or found == pytest.approx(expected, abs=1e-12)
-    assert math.isnan(claims._spearman([1, 1, 1, 1], [1, 2, 3, 4]))
+    assert math.isnan(spearman([1, 1, 1, 1], [1, 2, 3, 4]))
 
 
 def test_bootstrap_reproduces_the_mean_and_a_textbook_interval():
@@ -508,17 +514,17 @@ def test_claim9_a_gradient_rising_to_the_end_has_no_synchronous_turning_points()
 # ---------------------------------------------------------------------------------------------------- claims 11, 12
 
 
-def claim11_tables(lp_first: dict[int, int], lmap_first: dict[int, int], reference=0.98):
+def claim11_tables(lp_first: dict[int, int], lmap_first: dict[int, int], reference=0.98, role="depth"):
     """Per depth, the first start layer at which LP (L-map) pruning is accurate; below it, accuracy 0.5."""
     rows, metrics = [], []
     for depth in lp_first:
-        rid = f"fig3_depth/d{depth}"
-        rows.append(run(rid, "depth", depth=depth, width=1024))
+        rid = f"fig3_{role}/d{depth}"
+        rows.append(run(rid, role, depth=depth, width=1024))
         metrics.append(metric(rid, "test_acc", reference))
         for layer in range(1, depth + 2):
             metrics.append(metric(rid, "lp_acc", reference if layer >= lp_first[depth] else 0.5, layer=layer))
             metrics.append(metric(rid, "lmap_acc", reference - 0.01 if layer >= lmap_first[depth] else 0.3, layer))
-    return {"depth": tables(rows, metrics)}
+    return {role: tables(rows, metrics)}
 
 
 def test_claim11_standard_structure():
@@ -529,8 +535,8 @@ def test_claim11_standard_structure():
     # LP needs the last layers too.
     assert verdict(11, claim11_tables({d: d for d in depths}, {d: d + 1 for d in depths})) == NOT_REPRODUCED
     assert verdict(11, claim11_tables({12: 2}, {12: 12})) == INCONCLUSIVE  # one run: no interval
-    positions = claims._positions(claim11_tables({12: 4}, {12: 10})["depth"], "fig3_depth/d12")
-    assert positions == pytest.approx((3 / 12, 9 / 12))
+    found = positions(claim11_tables({12: 4}, {12: 10})["depth"], "fig3_depth/d12")
+    assert found == pytest.approx((3 / 12, 9 / 12))
 
 
 def claim12_tables(curve, seeds=SEEDS, sizes=(600, 60_000)):
@@ -552,15 +558,77 @@ def test_claim12_rise_peak_fall():
     assert verdict(12, claim12_tables([0.1, 0.6, 1.2, 0.9, 0.7], seeds=(0,))) == INCONCLUSIVE
 
 
+# ------------------------------------------------------------------------------------ claims 13-15: CNNs (beyond paper)
+
+CNN_DEPTHS = (2, 4, 6, 8)
+
+
+def cnn_tables(profile, depths=CNN_DEPTHS, widths=(8, 16), seeds=SEEDS, noise=0.0, head=1, basins=None):
+    """A ``cnn`` role: per run, rpd_gradient and opm_fraction at every analysed layer (``depth`` conv layers and
+    ``head`` hidden head layers) = profile(layer) + seed noise; ``basins(depth) -> (input, weight)`` final basins."""
+    rows, metrics = [], []
+    for depth in depths:
+        for width in widths:
+            for seed in seeds:
+                rid = f"figS3_cnn/d{depth}_w{width}_s{seed}"
+                rows.append(run(rid, "cnn", depth=depth, width=width, seed=seed) | {"model.arch": "cnn"})
+                for layer in range(1, depth + head + 1):
+                    for name in ("rpd_gradient", "opm_fraction"):
+                        value = profile(layer) + jitter(seed * 1000 + depth * 100 + width + layer, noise)
+                        metrics.append(metric(rid, name, value, layer=layer))
+                if basins is not None:
+                    for name, value in zip(("basin_input", "basin_weight"), basins(depth), strict=True):
+                        metrics.append(metric(rid, name, value * 10 ** jitter(seed + depth, 0.02)))
+    return {"cnn": tables(rows, metrics)}
+
+
+def test_cnn_layer_structure():
+    assert verdict(13, cnn_tables(lambda layer: 0.1 * layer)) == REPRODUCED  # G and OPM fraction rise with the layer
+    assert verdict(13, cnn_tables(lambda layer: 1 - 0.1 * layer)) == NOT_REPRODUCED  # early layers the most linear
+    # Seed noise of the order of the rise: the median rho's interval straddles the criterion.
+    assert verdict(13, cnn_tables(lambda layer: 0.02 * layer, noise=0.15)) == INCONCLUSIVE
+    # Noise far above a faint rise: the seed-averaged curves have no trend, and the interval says so.
+    assert verdict(13, cnn_tables(lambda layer: 0.01 * layer, noise=0.3)) == NOT_REPRODUCED
+    assert verdict(13, cnn_tables(lambda layer: 0.1 * layer, seeds=(0,))) == INCONCLUSIVE  # no interval
+    # Nets of 2 conv layers and a 1-layer head: 3 layers are too few to read a trend.
+    result = outcome(13, cnn_tables(lambda layer: 0.1 * layer, depths=(2,)))
+    assert result.verdict == INCONCLUSIVE and ">= 4 layers" in result.reason
+    # The MLP roles do not stand in for the CNN's.
+    assert "role 'cnn' missing" in outcome(13, {"depth": cnn_tables(lambda layer: 0.1 * layer)["cnn"]}).reason
+
+
+def test_cnn_pruning_positions_are_claim_11s_criterion_on_the_cnn_role():
+    depths = (4, 6, 8)
+    tables_of = {d: 2 for d in depths}, {d: d for d in depths}
+    assert verdict(14, claim11_tables(*tables_of, role="cnn")) == REPRODUCED
+    assert verdict(14, claim11_tables({d: 2 for d in depths}, {d: 2 for d in depths}, role="cnn")) == NOT_REPRODUCED
+    assert verdict(14, claim11_tables(*tables_of, role="depth")) == INCONCLUSIVE  # an MLP depth role is not a CNN
+    assert verdict(14, claim11_tables({6: 2}, {6: 6}, role="cnn")) == INCONCLUSIVE  # one run: no interval
+
+
+def test_cnn_basin_trends():
+    def grows_and_shrinks(depth):
+        return 10 ** (-2 + 0.2 * depth), 10 ** (0 - 0.1 * depth)
+
+    assert verdict(15, cnn_tables(lambda layer: 0.0, basins=grows_and_shrinks)) == REPRODUCED
+    assert verdict(15, cnn_tables(lambda layer: 0.0, basins=lambda d: (10 ** (-0.2 * d), 1.0 / d))) == NOT_REPRODUCED
+    flat = outcome(15, cnn_tables(lambda layer: 0.0, basins=lambda d: (1e-2, 1.0)))
+    assert flat.verdict == NOT_REPRODUCED  # no trend at all is not the claimed trend
+    three = outcome(15, cnn_tables(lambda layer: 0.0, depths=(2, 4, 6), basins=grows_and_shrinks))
+    assert three.verdict == INCONCLUSIVE and "no width with >= 4 depths" in three.reason
+    assert verdict(15, cnn_tables(lambda layer: 0.0, seeds=(0,), basins=grows_and_shrinks)) == INCONCLUSIVE
+
+
 # ----------------------------------------------------------------------------------------------------- the scorecard
 
 
 def test_evaluate_shape_and_empty_input():
     card = evaluate({}, CONTEXT)
     assert list(card.columns) == SCORECARD_COLUMNS
-    assert card["claim"].tolist() == list(range(1, 13))
-    assert (card["verdict"] == INCONCLUSIVE).all() and (card["scale"] == REDUCED).all()
-    assert card["reason"].str.contains("missing").all()
+    assert card["claim"].tolist() == list(range(1, 16)) == [*PAPER_CLAIMS, *BEYOND_PAPER_CLAIMS]
+    assert (card["verdict"] == INCONCLUSIVE).all() and card["reason"].str.contains("missing").all()
+    scales = card.set_index("claim")["scale"]
+    assert (scales[list(PAPER_CLAIMS)] == REDUCED).all() and (scales[list(BEYOND_PAPER_CLAIMS)] == BEYOND_PAPER).all()
 
 
 def test_evaluate_combines_roles_and_reports_the_interval():
@@ -630,6 +698,29 @@ def test_design_check_names_what_a_design_lacks():
     assert "seeds" in design_check({"sweep": single}, CONTEXT)[2]
 
 
+def test_design_check_of_the_cnn_rows():
+    design = design_runs_of(cnn_tables(lambda layer: 0.1 * layer)["cnn"].runs)
+    assert all(design[n] is None for n in BEYOND_PAPER_CLAIMS)
+    shallow_nets = design_runs_of(cnn_tables(lambda layer: 0.1 * layer, depths=(2,))["cnn"].runs)
+    assert shallow_nets[13] == "no cnn run with >= 4 analysed layers" and "4 depths" in shallow_nets[15]
+    two_layer_head = cnn_tables(lambda layer: 0.1 * layer, depths=(2,))["cnn"].runs
+    assert design_runs_of(two_layer_head.assign(**{"model.head_widths": "[64, 64]"}))[13] is None  # 2 + 2 layers
+    single = design_runs_of(cnn_tables(lambda layer: 0.1 * layer, seeds=(0,))["cnn"].runs)
+    assert "seeds" in single[13] and "seeds" in single[15] and single[14] is None  # 8 runs, each a replicate
+    assert all(why == "no cnn role" for n, why in design_check({}, CONTEXT).items() if n in BEYOND_PAPER_CLAIMS)
+
+
+def design_runs_of(cnn_runs: pd.DataFrame) -> dict:
+    """The design check of a cnn role's runs, with the preset's one-layer head where they name none."""
+    head = cnn_runs.get("model.head_widths", "[64]")
+    return design_check({"cnn": cnn_runs.assign(**{"model.head_widths": head})}, {})
+
+
+def test_only_the_paper_figures_and_fig_s3s_cnn_role_feed_the_scorecard():
+    assert scored_role("fig4", "sweep") and scored_role("fig3", "depth") and scored_role("figS3", "cnn")
+    assert not scored_role("figS1", "sweep") and not scored_role("figS3", "mlp") and not scored_role("figS2", "runs")
+
+
 def test_markdown_states_every_criterion_and_constant():
     text = MARKDOWN.read_text()
     for number, claim in CLAIMS.items():
@@ -638,5 +729,15 @@ def test_markdown_states_every_criterion_and_constant():
         assert f"> {claim.quantity}" in text
     constants = re.findall(r"`([A-Z][A-Z0-9_]+)` = (-?[0-9]+(?:\.[0-9]+)?|\([-0-9., ]+\))", text)
     assert len(constants) > 30
+    modules = [claims.stats, claims.common, claims.paper_scale, *claims.GROUPS]
     for name, value in constants:
-        assert getattr(claims, name) == pytest.approx(ast.literal_eval(value)), name
+        defined = [getattr(module, name) for module in modules if name in assigned_names(module)]
+        assert len(defined) == 1, f"{name} is assigned in {len(defined)} claims modules"
+        assert defined[0] == pytest.approx(ast.literal_eval(value)), name
+
+
+def assigned_names(module) -> set[str]:
+    """The names a module assigns at its top level (not those it imports)."""
+    tree = ast.parse(Path(module.__file__).read_text())
+    targets = [target for node in tree.body if isinstance(node, ast.Assign) for target in node.targets]
+    return {name.id for target in targets for name in ast.walk(target) if isinstance(name, ast.Name)}

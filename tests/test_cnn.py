@@ -127,3 +127,9 @@ def test_a_tiny_cnn_config_goes_through_every_stage(tmp_path):
     assert final.query("metric == 'test_acc'")["value"].item() > 0.5
     for table in ("rpd", "neurons", "basins", "geometry", "projection", "hessian", "cka"):
         assert len(pd.read_csv(folder / f"{table}.csv")) > 0, table
+    # Fig. S3's cnn role reaches the scorecard: one run gives its rows a value, and no interval.
+    assert (tmp_path / "results" / "figures" / "figS3.png").exists()
+    card = pd.read_csv(tmp_path / "results" / "claims.csv").set_index("claim")
+    assert (card.loc[[13, 14, 15], "scale"] == "beyond paper").all()
+    assert card.loc[[13, 14], "estimate"].notna().all() and (card.loc[[13, 14], "verdict"] == "inconclusive").all()
+    assert "no interval" in card.loc[13, "reason"] and "no width with >= 4 depths" in card.loc[15, "reason"]

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from netdyn.claims import CLAIMS, PAPER_CLAIMS
 from netdyn.correlations import FLATNESS_MEASURES
 from tests.conftest import ROOT
 
@@ -195,9 +196,11 @@ def test_every_figure_the_scorecard_and_the_report(tiny_workflow):
         assert (figures / f"fig{number}.pdf").stat().st_size > 1000
         assert {"panel", "series", "x", "y"} <= set(pd.read_csv(figures / f"fig{number}.csv").columns)
     claims = pd.read_csv(tiny_workflow / "results" / "claims.csv")
-    assert claims["claim"].tolist() == list(range(1, 13))
+    assert claims["claim"].tolist() == list(CLAIMS)
     assert set(claims["verdict"]) <= {"reproduced", "not reproduced", "inconclusive"}
-    assert set(claims["scale"]) == {"reduced"}  # mnist5k is not the paper's data
+    paper = claims["claim"].isin(PAPER_CLAIMS)
+    assert set(claims.loc[paper, "scale"]) == {"reduced"}  # mnist5k is not the paper's data
+    assert set(claims.loc[~paper, "scale"]) == {"beyond paper"}
     assert {"estimate", "interval_low", "interval_high", "replicates"} <= set(claims.columns)
     flatness = pd.read_csv(tiny_workflow / "results" / "tables" / "flatness_correlations.csv")
     assert flatness[["measure", "against"]].values.tolist()[:3] == [[m, "test_acc"] for m in FLATNESS_MEASURES]
@@ -228,7 +231,7 @@ def test_the_report_opens_in_a_browser_with_its_scorecard_and_every_figure(tiny_
     dom = browser_dom(report)
     tables = re.findall(r"<table.*?</table>", dom, re.S)
     scorecard = next(table for table in tables if "verdict" in table and "interval" in table)
-    assert len(re.findall(r"<tr", scorecard)) == 1 + len(claims) == 13  # the header and the twelve claims
+    assert len(re.findall(r"<tr", scorecard)) == 1 + len(claims) == 1 + len(CLAIMS)  # the header and every claim
     assert all(title.split()[0] in scorecard for title in claims["title"])
     # Every figure the report embeds decodes in the browser at its file's size.
     text = report.read_text()

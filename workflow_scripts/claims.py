@@ -1,4 +1,4 @@
-"""Rule claims: the verdict on each of the paper's ten claims, computed from the metrics (netdyn.claims)."""
+"""Rule claims: the verdict on each claim of the scorecard, computed from the collected tables (netdyn.claims)."""
 
 from netdyn.warmstart import hand_off
 
