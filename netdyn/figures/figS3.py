@@ -5,10 +5,11 @@ step, for one width (setting ``width``; default the widest): (a) the RPD gradien
 per depth (the paper's "standard structure", §6.4: early layers less order-preserving than late ones, i.e. G rising
 with the layer); (b) the OPM fraction of every layer (§19); (c) L-map and (d) LP pruning accuracy from every start
 layer (§4, §5: where the late layers are redundant, both stay at the network's accuracy from an early start layer).
-Against depth, every width: (e) input and (f) weight basin sizes (§7, §8; the paper's claim 4 for MLPs: the input basin
-grows and the weight basin shrinks with depth), (g) test accuracy, (h) the first layer's G. Where ``mlp`` runs are given (an MLP depth sweep,
-Fig. 3's or 4's), (e)-(h) draw them beside the CNN's, dashed. A conv layer's neurons are its channels; the analysed
-layers are the conv layers then the head's hidden layers, so a CNN of depth d has d + len(head_widths) of them.
+Against depth, every width: (e) input and (f) weight basin sizes (§7, §8; the paper's claim 4 for MLPs: the input
+basin grows and the weight basin shrinks with depth), (g) test accuracy, (h) the first layer's G. Where ``mlp`` runs
+are given (an MLP depth sweep, Fig. 3's or 4's), (e)-(h) draw them beside the CNN's, dashed. A conv layer's neurons
+are its channels; the analysed layers are the conv layers then the head's hidden layers, so a CNN of depth d has
+d + len(head_widths) of them.
 """
 
 from __future__ import annotations
