@@ -479,7 +479,7 @@ def stack_groups(runs: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
     by_key: dict[tuple, list[str]] = {}
     for run, spec in runs.items():
         if "external" in spec or not spec["train"].get("stack", True) or spec["model"].get("arch") == "cnn":
-            continue  # netdyn.stacked stacks MLPs; a cnn trains alone (docs/config.md)
+            continue  # a cnn trains alone: stacking it was slower (benchmarks/RESULTS.md)
         by_key.setdefault((spec["experiment"], stack_key(spec)), []).append(run)
     groups: dict[str, list[str]] = {}
     counters: dict[str, int] = {}

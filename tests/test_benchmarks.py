@@ -113,3 +113,23 @@ def test_job_times_split_each_job_into_start_up_body_and_exit(tmp_path):
     total = jobs.summary(list(rows.values()))
     assert total["startup_share"] == pytest.approx(4.25 / 7.0, abs=1e-3)
     assert "start-up share 60.7%" in jobs.render(list(rows.values()))
+
+
+def test_cnn_stacking_benchmark_compares_the_same_nets():
+    # The grouped module must be the K nets it is timed against, member for member, or its ratio means nothing.
+    from benchmarks.cnn_stacking import GroupedCNN, step_time
+    from netdyn.config import CNN_DEFAULTS
+    from netdyn.models import build_cnn
+
+    torch.manual_seed(0)
+    spec = {**CNN_DEFAULTS, "depth": 3, "width": 4, "head_widths": [8], "batchnorm": True}
+    members = [build_cnn(spec) for _ in range(3)]
+    grouped = GroupedCNN(spec, 3).copy_members(members)
+    x = torch.randn(16, 1, 28, 28)
+    out = grouped(x)
+    torch.testing.assert_close(out, torch.stack([member(x) for member in members]), rtol=1e-4, atol=1e-4)
+    out[1].sum().backward()  # member 1's output reaches only member 1's weights
+    conv = grouped.body[0].weight.grad
+    assert conv[4:8].abs().sum() > 0 and conv[:4].abs().sum() == 0 and conv[8:].abs().sum() == 0
+    assert grouped.w1.grad[1].abs().sum() > 0 and grouped.w1.grad[[0, 2]].abs().sum() == 0
+    assert step_time([grouped], True, x, torch.randint(0, 10, (16,)), steps=1) > 0
