@@ -29,7 +29,7 @@ through one matmul / ``baddbmm`` per layer, in chunks whose activations and pert
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -194,20 +194,28 @@ def _input_correct_one_repeat(
     return correct
 
 
-def _input_correct(model, chain, x, y, noise, amplitudes, budget) -> torch.Tensor:
+def _copy_rows(model: nn.Module, x: torch.Tensor, budget: int) -> int:
+    """How many samples a batch of the general paths holds: their largest activation about ``budget`` numbers."""
+    return max(1, budget // max(x.shape[1], largest_activation(model)))
+
+
+def _input_counter(model, chain, x, y, amplitudes, budget) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The count of correct predictions per amplitude as a function of one noise draw; the general path's evaluation
+    copy and batch size are made once, for every draw."""
     if chain is not None:
-        return _input_correct_one_repeat(chain, x, y, noise, amplitudes, budget)
-    return _general_input_correct(model, x, y, noise, amplitudes, budget)
+        return lambda noise: _input_correct_one_repeat(chain, x, y, noise, amplitudes, budget)
+    network = evaluation_copy(model)
+    rows = _copy_rows(model, x, budget)
+    return lambda noise: _general_input_correct(network, x, y, noise, amplitudes, rows)
 
 
 def _general_input_correct(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor, amplitudes: list[float], budget: int
+    network: nn.Module, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor, amplitudes: list[float], rows: int
 ) -> torch.Tensor:
-    """:func:`_input_correct_one_repeat` for any module: the (amplitude, sample) copies go through a channels-last copy
-    of the module (on the CPU) in batches whose largest activation holds about ``budget`` numbers, cache-sized on the
-    CPU: a conv net's forward pass is memory-bound at large batches there (benchmarks/RESULTS.md)."""
-    rows = max(1, budget // max(x.shape[1], largest_activation(model)))
-    network = evaluation_copy(model)
+    """:func:`_input_correct_one_repeat` for any module: the (amplitude, sample) copies go through ``network`` (a
+    channels-last copy on the CPU: :func:`netdyn.layerview.evaluation_copy`) in batches of ``rows`` copies, whose
+    largest activation is cache-sized on the CPU: a conv net's forward pass is memory-bound at large batches there
+    (benchmarks/RESULTS.md)."""
     n_chunk = max(1, min(len(x), rows))
     k_chunk = max(1, min(len(amplitudes), rows // n_chunk))
     eps_all = torch.tensor(amplitudes, dtype=x.dtype, device=x.device)
@@ -237,9 +245,8 @@ def input_basin_accuracies(
     eps = _amplitude_list(amplitudes)
     noise = noise.reshape(noise.shape[0], *xf.shape).to(xf)
     with eval_mode(model):
-        per_repeat = [
-            _input_correct(model, chain, xf, y, xi, eps, _budget(max_batch_elements, xf.device)) for xi in noise
-        ]
+        count_correct = _input_counter(model, chain, xf, y, eps, _budget(max_batch_elements, xf.device))
+        per_repeat = [count_correct(xi) for xi in noise]
     return torch.stack(per_repeat, dim=1).double().cpu() / len(xf)
 
 
@@ -266,9 +273,10 @@ def input_basin_curve(
     noise_generator = _device_generator(generator, xf.device)
     per_repeat = []
     with eval_mode(model):
+        count_correct = _input_counter(model, chain, xf, y, eps, _budget(max_batch_elements, xf.device))
         for _ in range(repeats):
             xi = torch.randn(xf.shape, generator=noise_generator, dtype=xf.dtype, device=xf.device)
-            per_repeat.append(_input_correct(model, chain, xf, y, xi, eps, _budget(max_batch_elements, xf.device)))
+            per_repeat.append(count_correct(xi))
     return _mean_std(torch.stack(per_repeat, dim=1).double().cpu() / len(xf))
 
 
@@ -448,12 +456,12 @@ def _general_weight_accuracies(
     budget: int,
 ) -> torch.Tensor:
     """:func:`weight_basin_accuracies` for any module: each (draw, amplitude) copy is an evaluation copy of the module
-    (:func:`_general_input_correct`'s) with its Linear and Conv weights and biases perturbed from the originals,
+    (:func:`netdyn.layerview.evaluation_copy`) with its Linear and Conv weights and biases perturbed from the originals,
     evaluated in cache-sized batches; the model itself is not touched."""
     draws = noise[0][0].shape[0]
     network = evaluation_copy(model)
     targets = _perturbed_modules(network)  # the same modules of the copy, in the same order
-    rows = max(1, budget // max(x.shape[1], largest_activation(model)))
+    rows = _copy_rows(model, x, budget)
     correct = torch.zeros(len(amplitudes), draws, dtype=torch.long)
     with eval_mode(network):
         for d in range(draws):
