@@ -3,12 +3,12 @@ trained one after another, against the same K nets as one module: grouped convol
 pooling are per channel already, so K members stay independent) and a batched head (``baddbmm``). This is how
 ``netdyn.stacked`` stacks MLPs; the question is whether the conv layers gain what the MLPs' matmuls do.
 
-Measured 5 December 2026 (two runs, 20 steps each, on a quiet machine: load average 0), AMD EPYC (2 vCPUs shared
+Measured 5 December 2026 (three runs, 20 steps each, on a quiet machine: load average 0), AMD EPYC (2 vCPUs shared
 with other tenants), torch 2.14.1 CPU, one thread as a workflow job has, K = 3 (the preset's seeds), batch 128.
-Result: stacked / separate step time **0.92-1.77, median 1.23** over depths 2/4/8 and widths 8/16 (above 1 in 11 of
-12 cells): stacking is slower. The convolutions dominate a step, and on this CPU one grouped convolution is slower
-than its K groups run apart (16 channels a member, 28 x 28, forward and backward: 105 ms against 73 ms). So CNN runs
-train alone (docs/config.md). Not measured on a GPU. The table is in benchmarks/RESULTS.md "CNN stacking".
+Result: stacked / separate step time **0.92-1.77, median 1.21** over depths 2/4/8 and widths 8/16 (above 1 in 16 of
+18 cells): stacking is slower. The convolutions dominate a step; one conv layer alone (printed after the table) is
+1.25-1.9x slower grouped than as K convolutions at 16 channels a member, and about as fast at 8. So CNN runs train
+alone (docs/config.md). Not measured on a GPU. The tables are in benchmarks/RESULTS.md "CNN stacking".
 Run: ``python -m benchmarks.cnn_stacking [--steps N]``.
 """
 
@@ -32,9 +32,10 @@ class GroupedCNN(nn.Module):
         super().__init__()
         self.k = k
         layers: list[nn.Module] = []
-        in_channels = int(spec["input_shape"][0])
+        in_channels, kernel = int(spec["input_shape"][0]), int(spec["kernel"])
         for width, _, pooled in conv_plan(spec):
-            layers += [nn.Conv2d(k * in_channels, k * width, 3, padding=1, groups=k), nn.BatchNorm2d(k * width)]
+            conv = nn.Conv2d(k * in_channels, k * width, kernel, padding=kernel // 2, groups=k)
+            layers += [conv, nn.BatchNorm2d(k * width)]
             layers += [nn.ReLU()] + ([nn.MaxPool2d(2)] if pooled else [])
             in_channels = width
         self.body = nn.Sequential(*layers)
@@ -89,6 +90,29 @@ def step_time(models: list[nn.Module], stacked: bool, x: torch.Tensor, y: torch.
     return (time.perf_counter() - start) / steps
 
 
+def conv_layer_times(members: int, width: int, batch: int, steps: int) -> tuple[float, float]:
+    """Forward and backward of one 3 x 3 conv layer on 28 x 28 inputs: ``members`` convolutions of ``width``
+    channels one after another, and the same as one grouped convolution (seconds per step)."""
+    separate = [nn.Conv2d(width, width, 3, padding=1) for _ in range(members)]
+    inputs = [torch.randn(batch, width, 28, 28, requires_grad=True) for _ in range(members)]
+    grouped = nn.Conv2d(members * width, members * width, 3, padding=1, groups=members)
+    stacked_input = torch.randn(batch, members * width, 28, 28, requires_grad=True)
+
+    def timed(step) -> float:
+        for _ in range(3):
+            step()
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        return (time.perf_counter() - start) / steps
+
+    def one_after_another() -> None:
+        for conv, h in zip(separate, inputs, strict=True):
+            conv(h).sum().backward()
+
+    return timed(one_after_another), timed(lambda: grouped(stacked_input).sum().backward())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=20)
@@ -109,6 +133,10 @@ def main() -> None:
             alone = step_time(separate, False, x, y, args.steps)
             together = step_time([grouped], True, x, y, args.steps)
             print(f"| {depth} | {width} | {1e3 * alone:.1f} | {1e3 * together:.1f} | {together / alone:.2f} |")
+    for width in (8, 16):
+        alone, together = conv_layer_times(args.members, width, 128, args.steps)
+        print(f"one conv layer, {width} channels a member, forward and backward: {1e3 * alone:.0f} ms as ", end="")
+        print(f"{args.members} convolutions, {1e3 * together:.0f} ms grouped ({together / alone:.2f}x)")
 
 
 if __name__ == "__main__":

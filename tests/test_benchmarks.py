@@ -117,7 +117,7 @@ def test_job_times_split_each_job_into_start_up_body_and_exit(tmp_path):
 
 def test_cnn_stacking_benchmark_compares_the_same_nets():
     # The grouped module must be the K nets it is timed against, member for member, or its ratio means nothing.
-    from benchmarks.cnn_stacking import GroupedCNN, step_time
+    from benchmarks.cnn_stacking import GroupedCNN, conv_layer_times, step_time
     from netdyn.config import CNN_DEFAULTS
     from netdyn.models import build_cnn
 
@@ -133,3 +133,4 @@ def test_cnn_stacking_benchmark_compares_the_same_nets():
     assert conv[4:8].abs().sum() > 0 and conv[:4].abs().sum() == 0 and conv[8:].abs().sum() == 0
     assert grouped.w1.grad[1].abs().sum() > 0 and grouped.w1.grad[[0, 2]].abs().sum() == 0
     assert step_time([grouped], True, x, torch.randint(0, 10, (16,)), steps=1) > 0
+    assert all(seconds > 0 for seconds in conv_layer_times(members=2, width=2, batch=4, steps=1))
